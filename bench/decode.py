@@ -1,0 +1,259 @@
+"""Decoding cost per message: msgspec Structs vs json.loads + attrs vs json.loads.
+
+Run from the repository root::
+
+    python bench/decode.py
+
+Three decoders are timed on the same two frames (a ~200 B telemetry message and
+an alerts message with 10 alerts, ~2.7 KB):
+
+* ``msgspec``: :func:`trio_ws_bus._protocol.decode_server_message` (typed,
+  validated, frozen Structs);
+* ``json+attrs``: ``json.loads`` then frozen attrs classes with validators that
+  check what the msgspec decoder checks on these messages (types, bool is not
+  int, finite metrics, NaN/Infinity rejected);
+* ``json.loads``: parsing alone, no validation and no objects: the floor of any
+  pure-Python approach based on the standard library.
+
+The decoders run in interleaved rounds (A B C A B C ...) so that drift in the
+machine's speed (frequency scaling, noisy neighbours) hits all of them alike;
+the table shows the median, min and max over rounds of the mean cost per call.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import msgspec
+
+if importlib.util.find_spec("trio_ws_bus") is None:  # not installed: use the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from trio_ws_bus._protocol import (
+    AlertsMessage,
+    TelemetryMessage,
+    decode_server_message,
+)
+
+ROUNDS = 7
+ITERATIONS = 20_000
+
+# ---------------------------------------------------------------------------
+# The frames
+
+
+def _telemetry_frame() -> str:
+    return json.dumps(
+        {
+            "type": "telemetry",
+            "device_id": "sensor-0042",
+            "data": {
+                "timestamp": "2024-05-01T12:00:00.000Z",
+                "metrics": {
+                    "temperature": 21.5,
+                    "humidity": 48.25,
+                    "battery": 87,
+                    "online": True,
+                    "rssi": -67,
+                    "voltage": 3.71,
+                },
+            },
+        },
+        separators=(",", ":"),
+    )
+
+
+def _alerts_frame(count: int = 10) -> str:
+    alerts = [
+        {
+            "alert_id": 100_000 + i,
+            "tenant_id": "acme",
+            "device_id": f"dev-{i}",
+            "alert_type": "temp",
+            "severity": 1 + i % 5,
+            "summary": "Temperature high",
+            "status": "open",
+            "created_at": "2024-05-01T12:00:00Z",
+            "fingerprint": f"{i:016x}",
+            "details": {"value": 41.2, "limit": 40},
+            "closed_at": None if i % 2 else "2024-05-01T12:30:00Z",
+        }
+        for i in range(count)
+    ]
+    return json.dumps({"type": "alerts", "alerts": alerts}, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------
+# The attrs equivalent
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def _strict_int(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if type(value) is not int:
+        raise _Invalid(f"{attribute.name}: expected int")
+
+
+_str = attrs.validators.instance_of(str)
+_opt_str = attrs.validators.optional(_str)
+_opt_dict = attrs.validators.optional(attrs.validators.instance_of(dict))
+
+
+def _metrics(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if type(value) is not dict:
+        raise _Invalid(f"{attribute.name}: expected object")
+    for key, item in value.items():
+        if type(key) is not str:
+            raise _Invalid("metric name: expected str")
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                raise _Invalid("metric: not finite")
+        elif kind is not int and kind is not bool:
+            raise _Invalid("metric: expected number or bool")
+
+
+@attrs.frozen
+class AttrsAlert:
+    alert_id: int = attrs.field(validator=_strict_int)
+    tenant_id: str = attrs.field(validator=_str)
+    device_id: str = attrs.field(validator=_str)
+    alert_type: str = attrs.field(validator=_str)
+    severity: int = attrs.field(validator=_strict_int)
+    summary: str = attrs.field(validator=_str)
+    status: str = attrs.field(validator=_str)
+    created_at: str = attrs.field(validator=_str)
+    fingerprint: str = attrs.field(validator=_str)
+    details: dict[str, Any] | None = attrs.field(validator=_opt_dict)
+    closed_at: str | None = attrs.field(validator=_opt_str)
+
+
+_ALERT_FIELDS = tuple(field.name for field in attrs.fields(AttrsAlert))
+
+
+@attrs.frozen
+class AttrsAlertsMessage:
+    alerts: tuple[AttrsAlert, ...]
+
+
+@attrs.frozen
+class AttrsTelemetryData:
+    timestamp: str = attrs.field(validator=_str)
+    metrics: dict[str, float | int | bool] = attrs.field(validator=_metrics)
+
+
+@attrs.frozen
+class AttrsTelemetryMessage:
+    device_id: str = attrs.field(validator=_str)
+    data: AttrsTelemetryData
+
+
+def _reject_constant(name: str) -> None:
+    raise _Invalid(f"{name} is not JSON")
+
+
+def decode_with_attrs(data: str) -> AttrsAlertsMessage | AttrsTelemetryMessage:
+    """json.loads, then validated frozen attrs objects (two message types)."""
+    obj = json.loads(data, parse_constant=_reject_constant)
+    if type(obj) is not dict:
+        raise _Invalid("expected object")
+    kind = obj.get("type")
+    if kind == "telemetry":
+        raw = obj["data"]
+        if type(raw) is not dict:
+            raise _Invalid("data: expected object")
+        return AttrsTelemetryMessage(
+            obj["device_id"], AttrsTelemetryData(raw["timestamp"], raw["metrics"])
+        )
+    if kind == "alerts":
+        alerts = obj["alerts"]
+        if type(alerts) is not list:
+            raise _Invalid("alerts: expected array")
+        return AttrsAlertsMessage(
+            tuple(
+                AttrsAlert(*[alert[name] for name in _ALERT_FIELDS]) for alert in alerts
+            )
+        )
+    raise _Invalid("unknown message type")
+
+
+# ---------------------------------------------------------------------------
+# Timing
+
+
+def _mean_ns(decode: Callable[[str], object], frame: str) -> float:
+    loop = range(ITERATIONS)
+    start = time.perf_counter_ns()
+    for _ in loop:
+        decode(frame)
+    return (time.perf_counter_ns() - start) / ITERATIONS
+
+
+def _check(frame: str) -> None:
+    # The three decoders must agree on what they decoded.
+    ours = decode_server_message(frame)
+    theirs = decode_with_attrs(frame)
+    builtins = msgspec.to_builtins(ours)
+    if isinstance(ours, AlertsMessage):
+        assert isinstance(theirs, AttrsAlertsMessage)
+        assert [attrs.asdict(a) for a in theirs.alerts] == list(builtins["alerts"])
+    else:
+        assert isinstance(ours, TelemetryMessage)
+        assert isinstance(theirs, AttrsTelemetryMessage)
+        assert attrs.asdict(theirs) == {k: builtins[k] for k in ("device_id", "data")}
+
+
+def main() -> None:
+    frames = {"telemetry": _telemetry_frame(), "alerts x10": _alerts_frame()}
+    decoders: dict[str, Callable[[str], object]] = {
+        "msgspec": decode_server_message,
+        "json+attrs": decode_with_attrs,
+        "json.loads": json.loads,
+    }
+    for frame in frames.values():
+        _check(frame)
+
+    print(
+        f"Python {platform.python_version()}, msgspec {msgspec.__version__}, "
+        f"attrs {attrs.__version__}; {ROUNDS} interleaved rounds x "
+        f"{ITERATIONS:,} calls; ns per message"
+    )
+    header = f"{'message':<12}{'bytes':>7}  {'decoder':<12}"
+    print(f"{header}{'median':>9}{'min':>9}{'max':>9}")
+    for name, frame in frames.items():
+        samples: dict[str, list[float]] = {label: [] for label in decoders}
+        for decode in decoders.values():  # warm up
+            _mean_ns(decode, frame)
+        for _ in range(ROUNDS):
+            gc.collect()
+            for label, decode in decoders.items():
+                samples[label].append(_mean_ns(decode, frame))
+        medians = {label: statistics.median(s) for label, s in samples.items()}
+        for label, values in samples.items():
+            print(
+                f"{name:<12}{len(frame.encode()):>7}  {label:<12}"
+                f"{medians[label]:>9.0f}{min(values):>9.0f}{max(values):>9.0f}"
+            )
+        ours = medians["msgspec"]
+        print(
+            f"{'':<21}ratios: json+attrs / msgspec = "
+            f"{medians['json+attrs'] / ours:.1f}x, json.loads / msgspec = "
+            f"{medians['json.loads'] / ours:.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,715 @@
+"""MessageBus, Subscription and Overflow: routing, overflow policies, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from contextlib import AsyncExitStack
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from trio_ws_bus._bus import (
+    ALERTS_TOPIC,
+    CONNECTION_TOPIC,
+    DEFAULT_MAX_BUFFER,
+    ERROR_TOPIC,
+    BusStatistics,
+    MessageBus,
+    Overflow,
+    Subscription,
+    telemetry_topic,
+)
+from trio_ws_bus._errors import SubscriberLagged
+
+CAP = 5  # seconds of real time any single test may take
+
+
+def drain(subscription: Subscription[Any]) -> list[Any]:
+    """Receive everything buffered right now, without blocking."""
+    out = []
+    while True:
+        try:
+            out.append(subscription.receive_nowait())
+        except trio.WouldBlock:
+            return out
+
+
+# -- topics and validation -----------------------------------------------------
+
+
+def test_topic_helpers() -> None:
+    """Topic constants and telemetry_topic() follow the wire protocol's names."""
+    assert (ALERTS_TOPIC, CONNECTION_TOPIC, ERROR_TOPIC) == (
+        "alerts",
+        "connection",
+        "error",
+    )
+    assert telemetry_topic("dev-1") == "telemetry:dev-1"
+    with pytest.raises(ValueError, match="device_id"):
+        telemetry_topic("")
+
+
+@pytest.mark.parametrize("topic", ["", "a*b", "**", "*a", "tele*metry:*", 42, None])
+async def test_invalid_topics_are_refused(topic: Any) -> None:
+    """subscribe(), on(), listener_count() refuse empty, non-str, mid-`*` topics."""
+    bus = MessageBus()
+    with pytest.raises(ValueError, match="topic"):
+        bus.subscribe(topic)
+    with pytest.raises(ValueError, match="topic"):
+        bus.on(topic, lambda payload: None)
+    with pytest.raises(ValueError, match="topic"):
+        bus.listener_count(topic)
+    assert bus.statistics().topics == 0
+
+
+async def test_invalid_subscribe_options_are_refused() -> None:
+    """max_buffer must be an int >= 1 and overflow an Overflow member."""
+    bus = MessageBus()
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_buffer"):
+            bus.subscribe("a", max_buffer=bad)
+    for wrong_type in (1.5, "4", True):
+        with pytest.raises(TypeError, match="max_buffer"):
+            bus.subscribe("a", max_buffer=wrong_type)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="overflow"):
+        bus.subscribe("a", overflow="drop_oldest")  # type: ignore[arg-type]
+
+
+async def test_on_refuses_non_callables_and_async_functions() -> None:
+    """on() refuses a non-callable and an async def handler at registration."""
+    bus = MessageBus()
+
+    async def async_handler(payload: object) -> None:
+        raise AssertionError("never called")
+
+    with pytest.raises(TypeError, match="callable"):
+        bus.on("a", 42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="synchronous"):
+        bus.on("a", async_handler)
+    assert bus.listener_count("a") == 0
+
+
+def test_subscription_has_no_public_constructor() -> None:
+    """Subscription objects come only from MessageBus.subscribe()."""
+    with pytest.raises(TypeError, match="no public constructor"):
+        Subscription(MessageBus(), "a", 4, Overflow.DROP_OLDEST)
+
+
+# -- subscribing and delivery --------------------------------------------------
+
+
+async def test_registration_happens_on_enter_and_exit_removes() -> None:
+    """A subscription exists from __aenter__ to __aexit__, not from subscribe()."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        context = bus.subscribe("a", max_buffer=8)
+        assert bus.listener_count("a") == 0
+        assert bus.publish("a", "before") == 0
+        async with context as subscription:
+            assert bus.listener_count("a") == 1
+            assert bus.publish("a", "during") == 1
+            assert subscription.topic == "a"
+            assert subscription.max_buffer == 8
+            assert subscription.overflow is Overflow.DROP_OLDEST
+            assert subscription.dropped == 0
+            assert drain(subscription) == ["during"]
+        assert bus.listener_count("a") == 0
+        assert bus.publish("a", "after") == 0
+        with pytest.raises(trio.ClosedResourceError):
+            subscription.receive_nowait()
+        with pytest.raises(RuntimeError, match="once"):
+            await context.__aenter__()
+
+
+async def test_default_subscription_options() -> None:
+    """The defaults are DEFAULT_MAX_BUFFER (256) messages and DROP_OLDEST."""
+    with trio.fail_after(CAP):
+        async with MessageBus().subscribe("a") as subscription:
+            assert subscription.max_buffer == DEFAULT_MAX_BUFFER == 256
+            assert subscription.overflow is Overflow.DROP_OLDEST
+
+
+async def test_each_subscriber_receives_in_publish_order() -> None:
+    """Every subscriber receives its topic's messages in publish order, awaited live."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        results: dict[str, list[int]] = {"a": [], "b": [], "*": []}
+
+        async def consume(topic: str, *, task_status: trio.TaskStatus[None]) -> None:
+            async with bus.subscribe(topic, max_buffer=3) as subscription:
+                task_status.started()
+                async for payload in subscription:
+                    results[topic].append(payload)
+
+        async with trio.open_nursery() as nursery:
+            for topic in results:
+                await nursery.start(consume, topic)
+            for i in range(60):
+                topic = "a" if i % 3 else "b"
+                bus.publish(topic, i)
+                if i % 2:  # sometimes two in a row before the consumers run
+                    await trio.testing.wait_all_tasks_blocked()
+            await trio.testing.wait_all_tasks_blocked()
+            bus.clear()
+
+        assert results["a"] == [i for i in range(60) if i % 3]
+        assert results["b"] == list(range(0, 60, 3))
+        assert results["*"] == list(range(60))
+        assert bus.statistics().dropped == 0
+
+
+async def test_publish_returns_number_of_listeners_reached() -> None:
+    """publish() counts subscriptions and handlers that got the message."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        seen: list[object] = []
+        bus.on("a", seen.append)
+        bus.on("*", seen.append)
+        async with bus.subscribe("a") as s1, bus.subscribe("a") as s2:
+            assert bus.publish("a", 1) == 4
+            assert bus.publish("b", 2) == 1
+            assert bus.publish("nobody:listens", 3) == 1
+            assert drain(s1) == drain(s2) == [1]
+        assert seen == [1, 1, 2, 3]
+        assert bus.publish("a", 4) == 2
+
+
+async def test_receive_is_a_cancellable_checkpoint_that_loses_nothing() -> None:
+    """receive() always checkpoints, and a cancelled receive() leaves the message."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a", overflow=Overflow.ERROR, max_buffer=1) as sub:
+            bus.publish("a", 1)
+            with trio.testing.assert_checkpoints():
+                assert await sub.receive() == 1
+            bus.publish("a", 2)
+            bus.publish("a", 3)  # lost: a lag is pending now
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await sub.receive()
+            assert scope.cancelled_caught
+            with trio.testing.assert_checkpoints(), pytest.raises(SubscriberLagged):
+                await sub.receive()
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await sub.receive()
+            assert scope.cancelled_caught
+            assert sub.receive_nowait() == 2
+
+
+# -- overflow policies -----------------------------------------------------------
+
+
+async def test_drop_oldest_keeps_the_newest_messages() -> None:
+    """DROP_OLDEST with buffer 4 and 10 unread messages keeps 6..9 and drops 6."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a", max_buffer=4) as sub:
+            counts = [bus.publish("a", i) for i in range(10)]
+            assert counts == [1] * 10  # an eviction still delivers the new one
+            assert sub.dropped == 6
+            assert drain(sub) == [6, 7, 8, 9]
+        stats = bus.statistics()
+        assert (stats.dropped, stats.delivered, stats.published) == (6, 10, 10)
+
+
+async def test_drop_newest_keeps_the_oldest_messages() -> None:
+    """DROP_NEWEST with buffer 4 and 10 unread messages keeps 0..3 and drops 6."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe(
+            "a", max_buffer=4, overflow=Overflow.DROP_NEWEST
+        ) as sub:
+            counts = [bus.publish("a", i) for i in range(10)]
+            assert counts == [1] * 4 + [0] * 6
+            assert sub.dropped == 6
+            assert drain(sub) == [0, 1, 2, 3]
+            assert bus.publish("a", 10) == 1
+            assert drain(sub) == [10]
+        assert bus.statistics().dropped == 6
+
+
+async def test_error_policy_reports_lag_once_before_buffered_messages() -> None:
+    """ERROR: the next receive() raises SubscriberLagged(6) first, then 0..3 follow."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a", max_buffer=4, overflow=Overflow.ERROR) as sub:
+            counts = [bus.publish("a", i) for i in range(10)]
+            assert counts == [1] * 4 + [0] * 6
+            assert sub.dropped == 6
+            with pytest.raises(SubscriberLagged) as excinfo:
+                await sub.receive()
+            assert excinfo.value.missed == 6
+            assert [await sub.receive() for _ in range(4)] == [0, 1, 2, 3]
+            with pytest.raises(trio.WouldBlock):
+                sub.receive_nowait()
+            # Delivery goes on; the next loss is reported with its own count.
+            assert bus.publish("a", 10) == 1
+            assert drain(sub) == [10]
+            for i in range(11, 17):
+                bus.publish("a", i)
+            with pytest.raises(SubscriberLagged) as excinfo:
+                sub.receive_nowait()
+            assert excinfo.value.missed == 2
+            assert drain(sub) == [11, 12, 13, 14]
+            assert sub.dropped == 8
+
+
+async def test_error_policy_lag_surfaces_from_async_for() -> None:
+    """ERROR: `async for` raises SubscriberLagged and a new loop carries on."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        received: list[int] = []
+        async with bus.subscribe("a", max_buffer=2, overflow=Overflow.ERROR) as sub:
+            for i in range(5):
+                bus.publish("a", i)
+            bus.clear()
+
+            async def loop() -> None:
+                async for payload in sub:
+                    received.append(payload)
+
+            with pytest.raises(SubscriberLagged, match="missed 3"):
+                await loop()
+            await loop()  # a new loop carries on, then ends after clear()
+        assert received == [0, 1]
+
+
+async def test_stalled_subscriber_never_delays_others() -> None:
+    """A subscriber that never reads loses messages; the others get every one."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        received: list[int] = []
+
+        async def consume(*, task_status: trio.TaskStatus[None]) -> None:
+            async with bus.subscribe("a", max_buffer=1) as sub:
+                task_status.started()
+                async for payload in sub:
+                    received.append(payload)
+
+        async with bus.subscribe(
+            "a", max_buffer=4, overflow=Overflow.DROP_NEWEST
+        ) as stalled:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(consume)
+                counts = []
+                for i in range(100):
+                    counts.append(bus.publish("a", i))
+                    await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+            assert received == list(range(100))
+            assert counts == [2] * 4 + [1] * 96
+            assert stalled.dropped == 96
+            assert drain(stalled) == [0, 1, 2, 3]
+
+
+# -- handlers --------------------------------------------------------------------
+
+
+async def test_raising_handler_is_logged_and_isolated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A raising handler is logged with the topic; the other listeners still get it."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        seen: list[object] = []
+
+        def broken(payload: object) -> None:
+            raise RuntimeError("boom")
+
+        bus.on(ALERTS_TOPIC, broken)
+        bus.on(ALERTS_TOPIC, seen.append)
+        async with bus.subscribe(ALERTS_TOPIC) as sub:
+            with caplog.at_level(logging.ERROR, logger="trio_ws_bus.bus"):
+                assert bus.publish(ALERTS_TOPIC, "x") == 2
+            assert drain(sub) == ["x"]
+        assert seen == ["x"]
+        assert bus.statistics().handler_errors == 1
+        [record] = caplog.records
+        assert record.name == "trio_ws_bus.bus"
+        assert record.levelno == logging.ERROR
+        assert "'alerts'" in record.getMessage()
+        assert record.exc_info is not None
+        assert isinstance(record.exc_info[1], RuntimeError)
+
+
+def test_handler_returning_a_coroutine_is_closed_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A handler that returns a coroutine has it closed, counted, and logged once."""
+    bus = MessageBus()
+    ran: list[object] = []
+
+    async def body(payload: object) -> None:
+        ran.append(payload)  # pragma: no cover - must never run
+
+    bus.on("a", lambda payload: body(payload))
+    with caplog.at_level(logging.ERROR, logger="trio_ws_bus.bus"):
+        assert bus.publish("a", 1) == 0
+        assert bus.publish("a", 2) == 0
+    assert ran == []
+    assert bus.statistics().handler_errors == 2
+    assert len(caplog.records) == 1
+    assert "awaitable" in caplog.records[0].getMessage()
+    # An unclosed coroutine would warn "never awaited": filterwarnings=error.
+
+
+def test_unsubscribe_function_is_idempotent_and_per_registration() -> None:
+    """on() registrations are separate; each unsubscribe removes only its own, once."""
+    bus = MessageBus()
+    seen: list[object] = []
+    off1 = bus.on("a", seen.append)
+    off2 = bus.on("a", seen.append)
+    assert bus.listener_count("a") == 2
+    assert bus.publish("a", 1) == 2
+    off1()
+    off1()
+    assert bus.listener_count("a") == 1
+    assert bus.publish("a", 2) == 1
+    bus.clear()
+    off3 = bus.on("a", seen.append)
+    off2()  # after clear(): must not touch the new registration
+    assert bus.listener_count("a") == 1
+    off3()
+    assert bus.listener_count("a") == 0
+    assert bus.statistics().topics == 0
+    assert seen == [1, 1, 2]
+
+
+def test_changes_made_by_a_handler_apply_from_the_next_publish() -> None:
+    """A handler may unsubscribe, subscribe and publish during a publish safely."""
+    bus = MessageBus()
+    seen: list[tuple[str, object]] = []
+    offs: list[Any] = []
+
+    def first(payload: object) -> None:
+        seen.append(("first", payload))
+        offs[0]()  # remove itself
+        offs[1]()  # remove the second one: it still gets this message
+        bus.on("a", lambda p: seen.append(("late", p)))
+        if payload == 1:
+            bus.publish("b", "nested")
+
+    offs.append(bus.on("a", first))
+    offs.append(bus.on("a", lambda p: seen.append(("second", p))))
+    bus.on("b", lambda p: seen.append(("b", p)))
+    assert bus.publish("a", 1) == 2
+    assert seen == [("first", 1), ("b", "nested"), ("second", 1)]
+    seen.clear()
+    assert bus.publish("a", 2) == 1
+    assert seen == [("late", 2)]
+
+
+# -- wildcards -------------------------------------------------------------------
+
+
+async def test_wildcard_patterns_route_by_prefix() -> None:
+    """`telemetry:*` gets every device, `*` everything, exact+pattern get two copies."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with AsyncExitStack() as stack:
+            every = await stack.enter_async_context(bus.subscribe("*"))
+            telemetry = await stack.enter_async_context(bus.subscribe("telemetry:*"))
+            dev1 = await stack.enter_async_context(
+                bus.subscribe(telemetry_topic("dev1"))
+            )
+            assert bus.publish(telemetry_topic("dev1"), "t1") == 3
+            assert bus.publish(telemetry_topic("dev2"), "t2") == 2
+            assert bus.publish(ALERTS_TOPIC, "alert") == 1
+            assert bus.publish("telemetry", "no colon") == 1
+            assert drain(every) == ["t1", "t2", "alert", "no colon"]
+            assert drain(telemetry) == ["t1", "t2"]
+            assert drain(dev1) == ["t1"]
+            assert bus.listener_count("telemetry:*") == 1
+            assert bus.listener_count("*") == 1
+            assert bus.listener_count("telemetry:dev2") == 0
+        assert bus.publish(telemetry_topic("dev1"), "gone") == 0
+        assert bus.statistics().topics == 0
+
+
+# -- lifecycle and leaks ---------------------------------------------------------
+
+
+async def test_clear_ends_async_for_after_buffered_messages() -> None:
+    """clear() ends every `async for` once the already buffered messages are read."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        results: list[list[int]] = []
+
+        async def consume(topic: str, *, task_status: trio.TaskStatus[None]) -> None:
+            got: list[int] = []
+            results.append(got)
+            async with bus.subscribe(topic) as sub:
+                task_status.started()
+                async for payload in sub:
+                    got.append(payload)
+
+        handled: list[object] = []
+        async with trio.open_nursery() as nursery:
+            await nursery.start(consume, "a")
+            await nursery.start(consume, "a*")
+            bus.on("a", handled.append)
+            bus.publish("a", 1)
+            await trio.testing.wait_all_tasks_blocked()
+            bus.publish("a", 2)
+            bus.publish("a", 3)
+            bus.clear()  # 2 and 3 are still buffered
+            assert bus.statistics().subscriptions == 0
+            assert bus.publish("a", 4) == 0
+        assert results == [[1, 2, 3], [1, 2, 3]]
+        assert handled == [1, 2, 3]
+        assert bus.statistics().topics == 0
+
+
+async def test_subscriber_leaving_by_exception_leaves_no_trace() -> None:
+    """A subscribe() block left by an exception unregisters its subscription."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+
+        async def body() -> None:
+            async with bus.subscribe("telemetry:*"), bus.subscribe("a"):
+                assert bus.statistics().subscriptions == 2
+                raise KeyError("boom")
+
+        with pytest.raises(KeyError):
+            await body()
+        assert bus.listener_count("a") == bus.listener_count("telemetry:*") == 0
+        stats = bus.statistics()
+        assert (stats.subscriptions, stats.topics) == (0, 0)
+        assert bus.publish("telemetry:x", 1) == 0
+
+
+async def test_subscriber_cancelled_in_receive_leaves_no_trace() -> None:
+    """A task cancelled while waiting in receive() leaves no subscription behind."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        waiting: list[Subscription[Any]] = []
+
+        async def subscriber() -> None:
+            async with bus.subscribe("a") as sub, bus.subscribe("*"):
+                waiting.append(sub)
+                await sub.receive()
+                raise AssertionError("nothing was published")  # pragma: no cover
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(subscriber)
+            await trio.testing.wait_all_tasks_blocked()
+            assert waiting
+            assert bus.statistics().subscriptions == 2
+            nursery.cancel_scope.cancel()
+        assert bus.listener_count("a") == bus.listener_count("*") == 0
+        stats = bus.statistics()
+        assert (stats.subscriptions, stats.topics) == (0, 0)
+        assert bus.publish("a", 1) == 0
+
+
+async def test_aclose_unregisters_the_subscription() -> None:
+    """Subscription.aclose() removes it from the bus; receive() then raises Closed."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a") as sub, bus.subscribe("a") as other:
+            await sub.aclose()
+            await sub.aclose()  # idempotent
+            assert bus.listener_count("a") == 1
+            assert bus.publish("a", 1) == 1
+            assert drain(other) == [1]
+            with pytest.raises(trio.ClosedResourceError):
+                await sub.receive()
+        assert bus.statistics().subscriptions == 0
+
+
+async def test_publish_removes_a_subscription_closed_behind_its_back() -> None:
+    """publish() skips and unregisters a subscription whose receive side is closed."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a") as sub, bus.subscribe("a") as other:
+            sub._receive.close()  # e.g. closed by code that bypassed aclose()
+            assert bus.listener_count("a") == 2
+            assert bus.publish("a", 1) == 1
+            assert bus.listener_count("a") == 1
+            assert drain(other) == [1]
+        assert bus.statistics().subscriptions == 0
+
+
+async def test_statistics_snapshot() -> None:
+    """statistics() reports sizes and cumulative counters as a frozen record."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        off = bus.on("b", lambda payload: 1 / 0)
+        async with bus.subscribe("a", max_buffer=1) as sub, bus.subscribe("a*"):
+            bus.publish("a", 1)
+            bus.publish("a", 2)
+            bus.publish("b", 3)
+            stats = bus.statistics()
+            assert stats == BusStatistics(
+                topics=3,
+                subscriptions=2,
+                handlers=1,
+                published=3,
+                delivered=4,
+                dropped=1,
+                handler_errors=1,
+            )
+            with pytest.raises(attrs.exceptions.FrozenInstanceError):
+                stats.published = 0  # type: ignore[misc]
+            assert drain(sub) == [2]
+        off()
+        assert bus.statistics().topics == 0
+        assert "subscriptions=0" in repr(bus)
+
+
+# -- property: the bus behaves like a simple model ---------------------------------
+
+PUBLISH_TOPICS = ["alerts", "telemetry:a", "telemetry:b"]
+SUBSCRIBE_TOPICS = [*PUBLISH_TOPICS, "telemetry:*", "*"]
+
+_op = st.one_of(
+    st.tuples(
+        st.just("subscribe"),
+        st.sampled_from(SUBSCRIBE_TOPICS),
+        st.integers(1, 4),
+        st.sampled_from(Overflow),
+    ),
+    st.tuples(st.just("on"), st.sampled_from(SUBSCRIBE_TOPICS)),
+    st.tuples(st.just("leave"), st.integers(0, 7)),
+    # Publishing twice as likely as anything else, so buffers do overflow.
+    st.tuples(st.just("publish"), st.sampled_from(PUBLISH_TOPICS)),
+    st.tuples(st.just("publish"), st.sampled_from(PUBLISH_TOPICS)),
+    st.tuples(st.just("receive"), st.integers(0, 7), st.integers(1, 5)),
+)
+
+
+@attrs.define
+class _ModelSubscription:
+    topic: str
+    max_buffer: int
+    overflow: Overflow
+    queue: deque[int] = attrs.Factory(deque)
+    missed: int = 0
+    dropped: int = 0
+
+    def offer(self, message: int) -> bool:
+        if len(self.queue) < self.max_buffer:
+            self.queue.append(message)
+            return True
+        self.dropped += 1
+        if self.overflow is Overflow.DROP_OLDEST:
+            self.queue.popleft()
+            self.queue.append(message)
+            return True
+        if self.overflow is Overflow.ERROR:
+            self.missed += 1
+        return False
+
+    def take(self) -> tuple[str, int | None]:
+        if self.missed:
+            missed, self.missed = self.missed, 0
+            return ("lagged", missed)
+        if self.queue:
+            return ("message", self.queue.popleft())
+        return ("empty", None)
+
+
+def _matches(pattern: str, topic: str) -> bool:
+    if pattern.endswith("*"):
+        return topic.startswith(pattern[:-1])
+    return pattern == topic
+
+
+def _take(subscription: Subscription[Any]) -> tuple[str, int | None]:
+    try:
+        return ("message", subscription.receive_nowait())
+    except SubscriberLagged as exc:
+        return ("lagged", exc.missed)
+    except trio.WouldBlock:
+        return ("empty", None)
+
+
+async def _run_against_model(ops: list[tuple[Any, ...]]) -> None:
+    bus = MessageBus()
+    # Each live listener: (kind, real object or handler log, model, context/off).
+    live: list[tuple[str, Any, Any, Any]] = []
+    published = delivered = dropped = 0
+    for op in ops:
+        if op[0] == "subscribe":
+            _, topic, max_buffer, overflow = op
+            context = bus.subscribe(topic, max_buffer=max_buffer, overflow=overflow)
+            real = await context.__aenter__()
+            live.append(
+                ("sub", real, _ModelSubscription(topic, max_buffer, overflow), context)
+            )
+        elif op[0] == "on":
+            log: list[int] = []
+            off = bus.on(op[1], log.append)
+            live.append(("handler", log, (op[1], []), off))
+        elif op[0] == "leave" and live:
+            kind, real, model, closer = live.pop(op[1] % len(live))
+            if kind == "sub":
+                dropped += model.dropped
+                await closer.__aexit__(None, None, None)
+            else:
+                closer()
+        elif op[0] == "publish":
+            message = published
+            published += 1
+            expected = 0
+            for kind, _, model, _ in live:
+                if kind == "sub" and _matches(model.topic, op[1]):
+                    expected += model.offer(message)
+                elif kind == "handler" and _matches(model[0], op[1]):
+                    model[1].append(message)
+                    expected += 1
+            assert bus.publish(op[1], message) == expected
+            delivered += expected
+        elif op[0] == "receive" and live:
+            kind, real, model, _ = live[op[1] % len(live)]
+            if kind == "sub":
+                for _ in range(op[2]):
+                    assert _take(real) == model.take()
+                assert real.dropped == model.dropped
+            else:
+                assert real == model[1]
+        for topic in SUBSCRIBE_TOPICS:
+            assert bus.listener_count(topic) == sum(
+                1
+                for kind, _, model, _ in live
+                if (model.topic if kind == "sub" else model[0]) == topic
+            )
+    # Whatever is left must drain exactly as the model says.
+    for kind, real, model, _ in live:
+        if kind == "sub":
+            while (step := model.take())[0] != "empty":
+                assert _take(real) == step
+            assert _take(real) == ("empty", None)
+            dropped += model.dropped
+        else:
+            assert real == model[1]
+    stats = bus.statistics()
+    assert (stats.published, stats.delivered, stats.dropped) == (
+        published,
+        delivered,
+        dropped,
+    )
+    assert stats.subscriptions == sum(kind == "sub" for kind, *_ in live)
+    assert stats.handlers == sum(kind == "handler" for kind, *_ in live)
+    assert stats.topics == len(
+        {model.topic if kind == "sub" else model[0] for kind, _, model, _ in live}
+    )
+    bus.clear()
+    assert bus.statistics().topics == 0
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(st.lists(_op, min_size=10, max_size=80))
+def test_bus_behaves_like_the_model(ops: list[tuple[Any, ...]]) -> None:
+    """Random subscribe/on/leave/publish/receive runs match a simple queue model."""
+    trio.run(_run_against_model, ops)

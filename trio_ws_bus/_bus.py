@@ -1,0 +1,669 @@
+"""The topic message bus: synchronous publish, one bounded channel per subscriber.
+
+Rules the bus obeys (everything else follows from them):
+
+1. ``publish()`` is synchronous and never blocks: each subscription has its own
+   bounded Trio memory channel, the bus holds the send side and only ever calls
+   ``send_nowait``. A full buffer is resolved by the subscription's `Overflow`
+   policy, so one stalled subscriber never delays the publisher or the others.
+2. Registration is copy-on-write: the routing tables hold tuples that are
+   replaced, never mutated. A publish iterates the snapshot it started with, so a
+   handler may subscribe, unsubscribe, publish or ``clear()`` safely; such
+   changes take effect from the next publish.
+3. Routing is an exact-topic dict lookup plus a scan of the (short) list of
+   prefix patterns. Topics nobody listens to cost one failed lookup, however
+   many other topics exist.
+4. A subscription is registered when its context manager is entered and removed
+   when it exits, whatever the exit; a receive side closed behind the bus's back
+   is removed at the next publish that reaches it.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+import operator
+from abc import ABCMeta
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Final, NoReturn, TypeVar, final
+
+import attrs
+import trio
+
+from ._errors import SubscriberLagged
+
+__all__ = [
+    "ALERTS_TOPIC",
+    "CONNECTION_TOPIC",
+    "DEFAULT_MAX_BUFFER",
+    "ERROR_TOPIC",
+    "BusStatistics",
+    "MessageBus",
+    "Overflow",
+    "Subscription",
+    "telemetry_topic",
+]
+
+logger = logging.getLogger("trio_ws_bus.bus")
+
+_T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+
+ALERTS_TOPIC: Final = "alerts"
+"""Topic of alert batches (payload: ``tuple[Alert, ...]``)."""
+
+CONNECTION_TOPIC: Final = "connection"
+"""Topic of connection status changes (payload: ``ConnectionEvent``)."""
+
+ERROR_TOPIC: Final = "error"
+"""Topic of error messages sent by the server (payload: ``str``)."""
+
+_TELEMETRY_PREFIX: Final = "telemetry:"
+
+DEFAULT_MAX_BUFFER: Final = 256
+"""Default buffer size of a subscription, in messages.
+
+Large enough to ride out a consumer hiccup (a GC pause, a slow database write)
+of a few seconds at typical telemetry rates without losing anything, small
+enough that a subscriber that stopped reading holds at most a few KiB of
+references (payloads are shared between subscribers, never copied).
+"""
+
+
+def telemetry_topic(device_id: str) -> str:
+    """Return the topic on which telemetry of one device is published.
+
+    Subscribe to ``"telemetry:*"`` to get every device.
+
+    Args:
+        device_id: The device's id, as sent by the server.
+
+    Returns:
+        ``"telemetry:<device_id>"``.
+
+    Raises:
+        ValueError: If ``device_id`` is empty.
+    """
+    if not device_id:
+        raise ValueError("device_id must be a non-empty string")
+    return _TELEMETRY_PREFIX + device_id
+
+
+def _check_topic(topic: object) -> str:
+    """Validate a topic given to ``subscribe``/``on``/``listener_count``."""
+    if not isinstance(topic, str) or not topic:
+        raise ValueError(f"topic must be a non-empty string, got {topic!r}")
+    star = topic.find("*")
+    if star != -1 and star != len(topic) - 1:
+        raise ValueError(f"'*' may only end a topic (a prefix pattern), got {topic!r}")
+    return topic
+
+
+class Overflow(enum.Enum):
+    """What a subscription does with a message that finds its buffer full.
+
+    Every lost message is counted in `Subscription.dropped` and in
+    `BusStatistics.dropped`.
+    """
+
+    DROP_OLDEST = "drop_oldest"
+    """Evict the oldest buffered message to make room: the subscriber always
+    sees the most recent ``max_buffer`` messages. The message is delivered (it
+    counts in ``publish()``'s return value)."""
+
+    DROP_NEWEST = "drop_newest"
+    """Discard the new message: the subscriber keeps what it had buffered."""
+
+    ERROR = "error"
+    """Discard the new message, like `DROP_NEWEST`, and make the subscriber's
+    next ``receive()`` raise `SubscriberLagged` once, *before* the messages
+    still buffered (which were all published before the lost ones). Those
+    buffered messages, then newer ones, follow on the next calls."""
+
+
+class _NoPublicConstructor(ABCMeta):
+    """Metaclass of classes that only this module may instantiate (``_create``)."""
+
+    def __call__(cls, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(
+            f"{cls.__module__}.{cls.__qualname__} has no public constructor"
+        )
+
+    def _create(cls: type[_T], *args: object, **kwargs: object) -> _T:
+        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
+
+@final
+class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructor):
+    """One subscriber's own receive channel, made by `MessageBus.subscribe`.
+
+    A `trio.abc.ReceiveChannel`: use ``await receive()``, ``receive_nowait()``
+    or ``async for``. Iteration ends (`trio.EndOfChannel`) once the bus closed
+    the subscription with `MessageBus.clear` and the messages buffered before
+    that were received. Leaving the ``subscribe()`` context, or calling
+    `aclose`, unregisters the subscription and closes this channel: any further
+    ``receive()`` raises `trio.ClosedResourceError`.
+
+    With `Overflow.ERROR`, ``receive()``, ``receive_nowait()`` and ``async for``
+    raise `SubscriberLagged` once after a loss; the subscription stays usable,
+    so catch it and keep receiving.
+
+    The type parameter is the payload type; the bus does not check it
+    (``Subscription[Any]`` unless you annotate otherwise).
+    """
+
+    __slots__ = (
+        "_bus",
+        "_closed",
+        "_dropped",
+        "_missed",
+        "_receive",
+        "_registered",
+        "_send",
+        "_send_nowait",
+        "max_buffer",
+        "overflow",
+        "topic",
+    )
+
+    def __init__(
+        self, bus: MessageBus, topic: str, max_buffer: int, overflow: Overflow
+    ) -> None:
+        send: trio.MemorySendChannel[Any]
+        receive: trio.MemoryReceiveChannel[Any]
+        send, receive = trio.open_memory_channel(max_buffer)
+        self.topic: Final[str] = topic
+        """The topic or prefix pattern this subscription was made for."""
+        self.max_buffer: Final[int] = max_buffer
+        """How many messages wait in the buffer before `overflow` applies."""
+        self.overflow: Final[Overflow] = overflow
+        """The policy applied when a message finds the buffer full."""
+        self._dropped = 0
+        self._bus = bus
+        self._send = send
+        # The publish hot path calls this bound method directly.
+        self._send_nowait = send.send_nowait
+        self._receive = receive
+        self._missed = 0  # Overflow.ERROR: losses not reported yet
+        self._registered = False
+        self._closed = False  # our receive side, closed by aclose() or the context
+
+    def __repr__(self) -> str:
+        return (
+            f"<Subscription topic={self.topic!r} max_buffer={self.max_buffer} "
+            f"overflow={self.overflow.name} dropped={self.dropped}>"
+        )
+
+    @property
+    def dropped(self) -> int:
+        """How many messages this subscription lost to its overflow policy so far."""
+        return self._dropped
+
+    def receive_nowait(self) -> _T_co:
+        """Return the next message if one is buffered, without blocking.
+
+        Returns:
+            The next payload, in publish order.
+
+        Raises:
+            SubscriberLagged: With `Overflow.ERROR`, once after messages were lost.
+            trio.WouldBlock: If no message is buffered.
+            trio.EndOfChannel: If `MessageBus.clear` closed the subscription and
+                the buffer is drained.
+            trio.ClosedResourceError: If this subscription was closed.
+        """
+        if self._missed and not self._closed:
+            missed, self._missed = self._missed, 0
+            raise SubscriberLagged(missed)
+        return self._receive.receive_nowait()  # type: ignore[no-any-return]
+
+    async def receive(self) -> _T_co:
+        """Wait for the next message and return it.
+
+        Always a checkpoint, and cancellable: a cancelled ``receive()`` loses
+        no message.
+
+        Returns:
+            The next payload, in publish order.
+
+        Raises:
+            SubscriberLagged: With `Overflow.ERROR`, once after messages were lost,
+                before the messages still buffered are returned.
+            trio.EndOfChannel: If `MessageBus.clear` closed the subscription and
+                the buffer is drained.
+            trio.ClosedResourceError: If this subscription was closed.
+        """
+        if self._missed and not self._closed:
+            await trio.lowlevel.checkpoint()
+            # Re-read: more may have been lost, or another task reported it.
+            missed, self._missed = self._missed, 0
+            if missed and not self._closed:
+                raise SubscriberLagged(missed)
+        return await self._receive.receive()  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        """Unregister from the bus and close this channel.
+
+        Idempotent. Tasks waiting in ``receive()`` get `trio.ClosedResourceError`.
+        Leaving the ``subscribe()`` context does the same.
+        """
+        self._close()
+        await trio.lowlevel.checkpoint()
+
+    def _close(self) -> None:
+        self._bus._unregister(self)
+        self._send.close()
+        self._receive.close()
+        self._closed = True
+
+
+@final
+class _SubscribeContext:
+    """What `MessageBus.subscribe` returns: registers on enter, removes on exit."""
+
+    __slots__ = ("_bus", "_max_buffer", "_overflow", "_subscription", "_topic")
+
+    def __init__(
+        self, bus: MessageBus, topic: str, max_buffer: int, overflow: Overflow
+    ) -> None:
+        self._bus = bus
+        self._topic = topic
+        self._max_buffer = max_buffer
+        self._overflow = overflow
+        self._subscription: Subscription[Any] | None = None
+
+    async def __aenter__(self) -> Subscription[Any]:
+        # No checkpoint: the subscription is registered before any other task
+        # runs, so nothing published after `async with` starts can be missed.
+        if self._subscription is not None:
+            raise RuntimeError("a subscribe() context manager can be entered only once")
+        subscription: Subscription[Any] = Subscription._create(
+            self._bus, self._topic, self._max_buffer, self._overflow
+        )
+        self._subscription = subscription
+        self._bus._register(subscription)
+        return subscription
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Synchronous on purpose: cleanup cannot be interrupted by a cancellation.
+        if self._subscription is not None:
+            self._subscription._close()
+
+
+@final
+class _Handler:
+    """One registration made by `MessageBus.on` (identity matters, not equality)."""
+
+    __slots__ = ("function", "warned")
+
+    def __init__(self, function: Callable[[Any], object]) -> None:
+        self.function = function
+        self.warned = False
+
+
+@final
+class _Route:
+    """Everything listening on one topic string (tuples replaced, never mutated)."""
+
+    __slots__ = ("handlers", "subscriptions")
+
+    def __init__(self) -> None:
+        self.subscriptions: tuple[Subscription[Any], ...] = ()
+        self.handlers: tuple[_Handler, ...] = ()
+
+
+@attrs.frozen
+class BusStatistics:
+    """A snapshot of a `MessageBus`, returned by `MessageBus.statistics`."""
+
+    topics: int
+    """Distinct topic strings (patterns included) with at least one listener."""
+    subscriptions: int
+    """Open subscriptions."""
+    handlers: int
+    """Registered handlers."""
+    published: int
+    """Calls to ``publish()`` so far."""
+    delivered: int
+    """Deliveries so far: the sum of ``publish()``'s return values."""
+    dropped: int
+    """Messages lost to overflow policies so far, all subscriptions together
+    (including subscriptions that have ended); `Overflow.DROP_OLDEST` counts the
+    evicted messages."""
+    handler_errors: int
+    """Handler calls that raised, or returned an awaitable instead of running."""
+
+
+@final
+class MessageBus:
+    """Routes payloads published on topics to subscriptions and handlers.
+
+    A resource, not a value: compared by identity. Not thread-safe: use it from
+    one Trio run (from a thread: ``trio.from_thread.run_sync(bus.publish, ...)``).
+
+    Topics are plain strings, matched exactly on publish. A topic given to
+    `subscribe` or `on` that ends in ``*`` is a prefix pattern:
+    ``"telemetry:*"`` gets every topic that starts with ``"telemetry:"``,
+    ``"*"`` gets everything. ``*`` anywhere else is an error.
+
+    Each publish delivers to exact listeners first, then to patterns in the
+    order they were first registered; within a topic string, subscriptions in
+    registration order, then handlers in registration order. Every subscription
+    receives its messages in publish order. A subscriber listening both exactly
+    and by a pattern holds separate subscriptions, and each gets its copy.
+    """
+
+    __slots__ = (
+        "_delivered",
+        "_dropped",
+        "_exact",
+        "_handler_errors",
+        "_pattern_list",
+        "_patterns",
+        "_published",
+    )
+
+    def __init__(self) -> None:
+        self._exact: dict[str, _Route] = {}
+        self._patterns: dict[str, _Route] = {}  # keyed by the pattern, "*" included
+        # (prefix, route) pairs scanned by publish(); rebuilt when patterns change.
+        self._pattern_list: tuple[tuple[str, _Route], ...] = ()
+        self._published = 0
+        self._delivered = 0
+        self._dropped = 0
+        self._handler_errors = 0
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        return (
+            f"<MessageBus topics={stats.topics} subscriptions={stats.subscriptions} "
+            f"handlers={stats.handlers}>"
+        )
+
+    # -- subscribing -----------------------------------------------------------
+
+    def subscribe(
+        self,
+        topic: str,
+        *,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+        overflow: Overflow = Overflow.DROP_OLDEST,
+    ) -> AbstractAsyncContextManager[Subscription[Any]]:
+        """Subscribe to a topic (or ``prefix*`` pattern) with a bounded buffer.
+
+        Use as ``async with bus.subscribe(topic) as subscription:``. The
+        subscription is registered when the block is entered (without a
+        checkpoint, so nothing published from then on is missed) and removed
+        when it exits, whatever the exit: exception, cancellation or
+        `MessageBus.clear`. Each ``subscribe()`` call makes one context manager,
+        to be entered once.
+
+        Args:
+            topic: The topic, or a prefix pattern ending in ``*``.
+            max_buffer: How many messages may wait unreceived (``>= 1``); see
+                `DEFAULT_MAX_BUFFER`. There is no unbounded option: a stalled
+                subscriber would grow without limit.
+            overflow: What to do with a message that finds the buffer full.
+
+        Returns:
+            An async context manager yielding the `Subscription`.
+
+        Raises:
+            ValueError: If the topic is empty, not a string, or has a ``*``
+                other than at its end; if ``max_buffer`` is below 1.
+            TypeError: If ``max_buffer`` is not an int, or ``overflow`` is not
+                an `Overflow`.
+        """
+        _check_topic(topic)
+        if isinstance(max_buffer, bool):
+            raise TypeError(f"max_buffer must be an int, got {max_buffer!r}")
+        try:
+            max_buffer = operator.index(max_buffer)
+        except TypeError:
+            raise TypeError(f"max_buffer must be an int, got {max_buffer!r}") from None
+        if max_buffer < 1:
+            raise ValueError(f"max_buffer must be >= 1, got {max_buffer!r}")
+        if not isinstance(overflow, Overflow):
+            raise TypeError(f"overflow must be an Overflow member, got {overflow!r}")
+        return _SubscribeContext(self, topic, max_buffer, overflow)
+
+    def on(self, topic: str, handler: Callable[[Any], object]) -> Callable[[], None]:
+        """Call ``handler(payload)`` synchronously for every message on ``topic``.
+
+        The handler runs inside ``publish()``, so it must be quick and must not
+        block. An exception it raises is logged (logger ``trio_ws_bus.bus``,
+        with the topic) and counted in `BusStatistics.handler_errors`; the other
+        listeners still get the message. Handlers must be plain functions: an
+        ``async def`` handler is refused here, and a handler found returning an
+        awaitable has that awaitable closed and counted as an error (logged
+        once per registration). Each call is its own registration, even for
+        the same function.
+
+        Args:
+            topic: The topic, or a prefix pattern ending in ``*``.
+            handler: Called with the payload.
+
+        Returns:
+            A function that removes this registration; calling it again, or
+            after `clear`, does nothing.
+
+        Raises:
+            ValueError: If the topic is invalid (see `subscribe`).
+            TypeError: If ``handler`` is not callable, or is an ``async def``
+                function.
+        """
+        _check_topic(topic)
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, got {handler!r}")
+        if inspect.iscoroutinefunction(handler):
+            raise TypeError(
+                f"handler must be a synchronous function, got async {handler!r}; "
+                "use subscribe() to consume messages from a task"
+            )
+        entry = _Handler(handler)
+        route = self._route_for(topic)
+        route.handlers = (*route.handlers, entry)
+
+        def unsubscribe() -> None:
+            routes = self._routes_of(topic)
+            route = routes.get(topic)
+            if route is not None and entry in route.handlers:
+                route.handlers = tuple(h for h in route.handlers if h is not entry)
+                self._drop_if_empty(topic, route)
+
+        return unsubscribe
+
+    def listener_count(self, topic: str) -> int:
+        """Return how many subscriptions and handlers are registered on ``topic``.
+
+        Exact string match: ``listener_count("telemetry:*")`` counts the
+        listeners of that pattern, not those of ``"telemetry:dev1"``.
+
+        Raises:
+            ValueError: If the topic is invalid (see `subscribe`).
+        """
+        _check_topic(topic)
+        route = self._routes_of(topic).get(topic)
+        if route is None:
+            return 0
+        return len(route.subscriptions) + len(route.handlers)
+
+    def clear(self) -> None:
+        """Close every subscription and remove every handler.
+
+        Closed subscriptions still deliver what they had buffered (and a
+        pending `SubscriberLagged`); after that their ``receive()`` raises
+        `trio.EndOfChannel`, so ``async for`` loops end. The bus stays usable.
+        Counters in `statistics` are kept.
+        """
+        routes = [*self._exact.values(), *self._patterns.values()]
+        self._exact = {}
+        self._patterns = {}
+        self._pattern_list = ()
+        for route in routes:
+            for subscription in route.subscriptions:
+                subscription._registered = False
+                subscription._send.close()
+
+    def statistics(self) -> BusStatistics:
+        """Return counters and sizes of this bus (see `BusStatistics`)."""
+        routes = [*self._exact.values(), *self._patterns.values()]
+        return BusStatistics(
+            topics=len(routes),
+            subscriptions=sum(len(route.subscriptions) for route in routes),
+            handlers=sum(len(route.handlers) for route in routes),
+            published=self._published,
+            delivered=self._delivered,
+            dropped=self._dropped,
+            handler_errors=self._handler_errors,
+        )
+
+    # -- publishing --------------------------------------------------------------
+
+    def publish(self, topic: str, payload: object) -> int:
+        """Deliver ``payload`` to every listener of ``topic``; never blocks.
+
+        The topic is taken literally (no validation, no pattern expansion):
+        it reaches the exact listeners of that string and every pattern whose
+        prefix it starts with. Nothing a subscriber or handler does makes this
+        raise; a full buffer is handled by the subscription's `Overflow`
+        policy. The payload object is shared, never copied.
+
+        Args:
+            topic: The topic to publish on.
+            payload: Any object.
+
+        Returns:
+            How many listeners got the message: handlers that ran without
+            raising, plus subscriptions that buffered it (with
+            `Overflow.DROP_OLDEST`, also when an older message was evicted for
+            it; a message discarded by `Overflow.DROP_NEWEST` or
+            `Overflow.ERROR` does not count).
+        """
+        self._published += 1
+        delivered = 0
+        route = self._exact.get(topic)
+        if route is not None:
+            delivered = self._deliver(route, topic, payload)
+        for prefix, route in self._pattern_list:
+            if topic.startswith(prefix):
+                delivered += self._deliver(route, topic, payload)
+        self._delivered += delivered
+        return delivered
+
+    def _deliver(self, route: _Route, topic: str, payload: object) -> int:
+        subscriptions = route.subscriptions
+        delivered = len(subscriptions)
+        for subscription in subscriptions:
+            try:
+                subscription._send_nowait(payload)
+            except trio.WouldBlock:
+                if not self._overflowed(subscription, payload):
+                    delivered -= 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # Receive side closed behind our back, or closed by a handler
+                # earlier in this publish (we iterate a snapshot).
+                self._unregister(subscription)
+                delivered -= 1
+        handlers = route.handlers
+        if handlers:
+            delivered += self._call_handlers(handlers, topic, payload)
+        return delivered
+
+    def _overflowed(self, subscription: Subscription[Any], payload: object) -> bool:
+        """Apply the overflow policy to a full subscription; True if delivered."""
+        subscription._dropped += 1
+        self._dropped += 1
+        if subscription.overflow is Overflow.DROP_OLDEST:
+            # Full buffer, so nobody waits in receive() and nothing is in flight.
+            subscription._receive.receive_nowait()
+            subscription._send_nowait(payload)
+            return True
+        if subscription.overflow is Overflow.ERROR:
+            subscription._missed += 1
+        return False
+
+    def _call_handlers(
+        self, handlers: tuple[_Handler, ...], topic: str, payload: object
+    ) -> int:
+        called = 0
+        for entry in handlers:
+            try:
+                result = entry.function(payload)
+            except Exception:
+                self._handler_errors += 1
+                logger.exception(
+                    "MessageBus handler %r raised on topic %r", entry.function, topic
+                )
+                continue
+            if result is not None and inspect.isawaitable(result):
+                self._handler_errors += 1
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()  # no "never awaited" warning: we report it ourselves
+                if not entry.warned:
+                    entry.warned = True
+                    logger.error(
+                        "MessageBus handler %r on topic %r returned an awaitable, "
+                        "which was discarded; handlers must be synchronous "
+                        "(use subscribe() to consume messages from a task). "
+                        "Logged once per registration.",
+                        entry.function,
+                        topic,
+                    )
+                continue
+            called += 1
+        return called
+
+    # -- bookkeeping -------------------------------------------------------------
+
+    def _routes_of(self, topic: str) -> dict[str, _Route]:
+        return self._patterns if topic.endswith("*") else self._exact
+
+    def _route_for(self, topic: str) -> _Route:
+        routes = self._routes_of(topic)
+        route = routes.get(topic)
+        if route is None:
+            route = routes[topic] = _Route()
+            if routes is self._patterns:
+                self._rebuild_pattern_list()
+        return route
+
+    def _drop_if_empty(self, topic: str, route: _Route) -> None:
+        if route.subscriptions or route.handlers:
+            return
+        routes = self._routes_of(topic)
+        if routes.get(topic) is route:
+            del routes[topic]
+            if routes is self._patterns:
+                self._rebuild_pattern_list()
+
+    def _rebuild_pattern_list(self) -> None:
+        self._pattern_list = tuple(
+            (pattern[:-1], route) for pattern, route in self._patterns.items()
+        )
+
+    def _register(self, subscription: Subscription[Any]) -> None:
+        route = self._route_for(subscription.topic)
+        route.subscriptions = (*route.subscriptions, subscription)
+        subscription._registered = True
+
+    def _unregister(self, subscription: Subscription[Any]) -> None:
+        if not subscription._registered:
+            return
+        subscription._registered = False
+        topic = subscription.topic
+        route = self._routes_of(topic).get(topic)
+        if route is not None:
+            route.subscriptions = tuple(
+                s for s in route.subscriptions if s is not subscription
+            )
+            self._drop_if_empty(topic, route)
