@@ -1,7 +1,9 @@
 """trio_ws_bus: live alerts and device telemetry over a WebSocket, for Trio.
 
-The pure core: typed wire messages and their codec, the reconnect schedule,
-and a :class:`MessageBus` where every subscriber has its own bounded channel.
+Open a :func:`open_websocket_manager` in your app: one task keeps the
+connection alive (fresh token per attempt, exponential backoff, subscriptions
+replayed after every reconnect) and publishes what arrives on a
+:class:`MessageBus`, where every subscriber has its own bounded channel.
 """
 
 from __future__ import annotations
@@ -20,9 +22,20 @@ from ._bus import (
     telemetry_topic as telemetry_topic,
 )
 from ._errors import (
+    ConnectionGaveUp as ConnectionGaveUp,
     ProtocolError as ProtocolError,
     SubscriberLagged as SubscriberLagged,
     TrioWsBusError as TrioWsBusError,
+)
+from ._events import (
+    ConnectionEvent as ConnectionEvent,
+    ConnectionStatus as ConnectionStatus,
+)
+from ._manager import (
+    ManagerStatistics as ManagerStatistics,
+    TokenProvider as TokenProvider,
+    WebSocketManager as WebSocketManager,
+    open_websocket_manager as open_websocket_manager,
 )
 from ._protocol import (
     Alert as Alert,
@@ -40,7 +53,24 @@ from ._protocol import (
     encode_client_message as encode_client_message,
     encode_server_message as encode_server_message,
 )
-from ._version import __version__ as __version__
+from ._reconnect import (
+    ConnectionFailure as ConnectionFailure,
+    FailureKind as FailureKind,
+    RetryPolicy as RetryPolicy,
+    RetryVerdict as RetryVerdict,
+    SubscriptionKey as SubscriptionKey,
+    default_retry_policy as default_retry_policy,
+)
+from ._transport import (
+    TcpTransport as TcpTransport,
+    Transport as Transport,
+)
+from ._url import (
+    redact_url as redact_url,
+)
+from ._version import (
+    __version__ as __version__,
+)
 
 __all__ = [
     "ALERTS_TOPIC",
@@ -50,24 +80,40 @@ __all__ = [
     "AlertsMessage",
     "Backoff",
     "BusStatistics",
+    "ConnectionEvent",
+    "ConnectionFailure",
+    "ConnectionGaveUp",
+    "ConnectionStatus",
     "ErrorMessage",
+    "FailureKind",
+    "ManagerStatistics",
     "MessageBus",
     "Overflow",
     "ProtocolError",
+    "RetryPolicy",
+    "RetryVerdict",
     "ServerMessage",
     "SubscribeRequest",
     "SubscribedMessage",
     "SubscriberLagged",
     "Subscription",
+    "SubscriptionKey",
     "SubscriptionKind",
+    "TcpTransport",
     "Telemetry",
     "TelemetryData",
     "TelemetryMessage",
+    "TokenProvider",
+    "Transport",
     "TrioWsBusError",
     "UnsubscribedMessage",
+    "WebSocketManager",
     "__version__",
     "decode_server_message",
+    "default_retry_policy",
     "encode_client_message",
     "encode_server_message",
+    "open_websocket_manager",
+    "redact_url",
     "telemetry_topic",
 ]

@@ -1,0 +1,64 @@
+"""Shared fixtures and hooks: a census of live tasks, a deadline on every test."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+
+
+class TaskCensus(trio.abc.Instrument):
+    """Counts live tasks, to prove a scenario leaves none behind."""
+
+    def __init__(self) -> None:
+        self.live: set[trio.lowlevel.Task] = set()
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.live.add(task)
+
+    def task_exited(self, task: trio.lowlevel.Task) -> None:
+        self.live.discard(task)
+
+    def names(self) -> list[str]:
+        return sorted(task.name for task in self.live)
+
+
+@pytest.fixture
+async def task_census() -> AsyncIterator[TaskCensus]:
+    """A live-task census installed for the duration of one trio test."""
+    census = TaskCensus()
+    trio.lowlevel.add_instrument(census)
+    yield census
+    trio.lowlevel.remove_instrument(census)
+
+
+#: Every async test runs under a deadline, so a hang fails instead of stalling
+#: CI: real seconds on the real clock; virtual seconds under ``MockClock``,
+#: where scenarios legitimately wait through hours of backoff and where a
+#: deadlock would otherwise never end (nothing is left for autojump to jump to).
+REAL_TIME_CAP = 60.0
+VIRTUAL_TIME_CAP = 7 * 24 * 3600.0
+
+
+def _capped(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    @functools.wraps(test)
+    async def run_with_deadline(*args: Any, **kwargs: Any) -> None:
+        virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        with trio.fail_after(VIRTUAL_TIME_CAP if virtual else REAL_TIME_CAP):
+            await test(*args, **kwargs)
+
+    return run_with_deadline
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Wrap every async test function in a deadline (see REAL_TIME_CAP)."""
+    for item in items:
+        function = getattr(item, "obj", None)
+        if inspect.iscoroutinefunction(function):
+            item.obj = _capped(function)  # type: ignore[attr-defined]
