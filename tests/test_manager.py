@@ -366,3 +366,23 @@ async def test_heartbeat_detects_a_silent_server(
             ]
             # Lost at 5 + 2 s, back after the 1 s backoff.
             assert math.isclose(trio.current_time() - connected_at, 8.0)
+
+
+async def test_an_error_in_the_body_comes_out_as_itself(
+    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+) -> None:
+    """A user exception leaves the manager context unwrapped, with no task left."""
+
+    class AppError(Exception):
+        pass
+
+    async with open_reference_server(listen=False) as server:
+        before = set(task_census.live)
+        # The error must cross the manager's exit, so the whole block is inside.
+        with pytest.raises(AppError):  # noqa: PT012 - and not an ExceptionGroup
+            async with manager_on(server) as (manager, _):
+                await manager.wait_connected()
+                raise AppError
+        assert server.all_connections[0].close_code == 1000
+        await trio.testing.wait_all_tasks_blocked()
+        assert task_census.live - before == set()

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from hypothesis import strategies as st
+import attrs
+import pytest
+from hypothesis import given, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from trio_ws_bus import Backoff, ConnectionFailure, FailureKind, RetryVerdict
+from trio_ws_bus import (
+    Backoff,
+    ConnectionFailure,
+    FailureKind,
+    RetryRules,
+    RetryVerdict,
+    fatal_auth_policy,
+)
 from trio_ws_bus._reconnect import (
     MAX_RETRIES_MESSAGE,
     RetryBudget,
@@ -28,11 +37,31 @@ def test_budget_follows_the_seed_schedule_then_gives_up() -> None:
 
 
 def test_connection_resets_the_count_by_default() -> None:
-    """A successful handshake makes the next failure wait the base delay again."""
+    """A connection up for reset_after (10 s) makes the next wait the base delay."""
     budget = RetryBudget(Backoff())
     for _ in range(5):
         budget.on_failure(REFUSED, now=0.0)
     budget.on_connected(now=100.0)
+    assert budget.on_failure(CLOSED, now=100.0 + Backoff().reset_after).delay == 1.0
+
+
+def test_connection_that_dies_at_once_keeps_the_count_by_default() -> None:
+    """By default a connection dropped within 10 s does not refill the budget."""
+    budget = RetryBudget(Backoff())
+    for _ in range(5):
+        budget.on_failure(REFUSED, now=0.0)
+    budget.on_connected(now=100.0)
+    decision = budget.on_failure(CLOSED, now=100.0 + Backoff().reset_after - 0.5)
+    assert (decision.delay, decision.retry_count) == (30.0, 6)
+
+
+def test_reset_after_zero_resets_on_every_handshake_like_the_seed() -> None:
+    """reset_after=0 is the browser client's rule: any handshake resets the count."""
+    budget = RetryBudget(Backoff(reset_after=0))
+    for _ in range(5):
+        budget.on_failure(REFUSED, now=0.0)
+    budget.on_connected(now=100.0)
+    assert budget.retries_used == 0
     assert budget.on_failure(CLOSED, now=100.5).delay == 1.0
 
 
@@ -56,14 +85,16 @@ def test_give_up_verdict_stops_at_once() -> None:
     assert "401" in decision.give_up_message
 
 
-def test_retry_now_is_immediate_but_counted() -> None:
-    """RETRY_NOW waits 0 s and still uses a retry, so it cannot loop forever."""
+def test_retry_now_is_immediate_once_in_a_row_and_counted() -> None:
+    """RETRY_NOW waits 0 s once; in a row it waits the backoff; it always counts."""
     budget = RetryBudget(
-        Backoff(max_retries=2), policy=lambda failure: RetryVerdict.RETRY_NOW
+        Backoff(max_retries=4), policy=lambda failure: RetryVerdict.RETRY_NOW
     )
-    assert [budget.on_failure(REFUSED, now=0.0).delay for _ in range(3)] == [
+    assert [budget.on_failure(REFUSED, now=0.0).delay for _ in range(5)] == [
         0.0,
+        2.0,
         0.0,
+        8.0,
         None,
     ]
 
@@ -193,3 +224,143 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 TestLedgerMachine = LedgerMachine.TestCase
+
+
+# -- retry rules and the budget's guards ----------------------------------------
+
+REJECTED_401 = ConnectionFailure(FailureKind.REJECTED, status_code=401)
+REJECTED_403 = ConnectionFailure(FailureKind.REJECTED, status_code=403)
+REJECTED_503 = ConnectionFailure(FailureKind.REJECTED, status_code=503)
+EXPIRED = ConnectionFailure(FailureKind.CLOSED, close_code=4001)
+TLS = ConnectionFailure(FailureKind.TLS_ERROR, reason="TLS failed")
+
+
+def test_retry_rules_order_retry_now_then_fatal_then_retry() -> None:
+    """A code in both sets: immediate once, fatal when it repeats; others retried."""
+    rules = RetryRules(
+        fatal_statuses={401, 403},
+        retry_now_statuses={401},
+        fatal_close_codes={1008},
+        retry_now_close_codes={4001},
+        fatal_kinds={FailureKind.TLS_ERROR},
+    )
+    verdicts = {
+        "401": rules(REJECTED_401),
+        "401 again": rules(attrs.evolve(REJECTED_401, repeats=1)),
+        "403": rules(REJECTED_403),
+        "503": rules(REJECTED_503),
+        "4001": rules(EXPIRED),
+        "4001 again": rules(attrs.evolve(EXPIRED, repeats=1)),
+        "1008": rules(ConnectionFailure(FailureKind.CLOSED, close_code=1008)),
+        "tls": rules(TLS),
+        "refused": rules(REFUSED),
+    }
+    assert verdicts == {
+        "401": RetryVerdict.RETRY_NOW,
+        "401 again": RetryVerdict.GIVE_UP,
+        "403": RetryVerdict.GIVE_UP,
+        "503": RetryVerdict.RETRY,
+        "4001": RetryVerdict.RETRY_NOW,
+        "4001 again": RetryVerdict.RETRY,
+        "1008": RetryVerdict.GIVE_UP,
+        "tls": RetryVerdict.GIVE_UP,
+        "refused": RetryVerdict.RETRY,
+    }
+    assert RetryRules()(REJECTED_401) is RetryVerdict.RETRY
+
+
+def test_fatal_auth_policy_is_the_documented_rules() -> None:
+    """fatal_auth_policy: 401 now, 401 again fatal, 403 fatal, the rest retried."""
+    assert fatal_auth_policy(REJECTED_401) is RetryVerdict.RETRY_NOW
+    assert fatal_auth_policy(attrs.evolve(REJECTED_401, repeats=1)) is (
+        RetryVerdict.GIVE_UP
+    )
+    assert fatal_auth_policy(REJECTED_403) is RetryVerdict.GIVE_UP
+    for failure in (REJECTED_503, EXPIRED, TLS, REFUSED, CLOSED):
+        assert fatal_auth_policy(failure) is RetryVerdict.RETRY
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"fatal_statuses": {99}}, ValueError),
+        ({"retry_now_statuses": {600}}, ValueError),
+        ({"fatal_close_codes": {999}}, ValueError),
+        ({"retry_now_close_codes": {5000}}, ValueError),
+        ({"fatal_statuses": {"401"}}, TypeError),
+        ({"fatal_close_codes": {True}}, TypeError),
+        ({"fatal_kinds": {"nope"}}, ValueError),
+    ],
+)
+def test_retry_rules_reject_impossible_codes(
+    options: dict[str, object], error: type[Exception]
+) -> None:
+    """Statuses must be 100-599, close codes 1000-4999, kinds real FailureKinds."""
+    with pytest.raises(error):
+        RetryRules(**options)  # type: ignore[arg-type]
+
+
+def test_budget_counts_repeats_of_the_same_outcome() -> None:
+    """The policy sees how many identical outcomes came just before."""
+    seen: list[int] = []
+
+    def policy(failure: ConnectionFailure) -> RetryVerdict:
+        seen.append(failure.repeats)
+        return RetryVerdict.RETRY
+
+    budget = RetryBudget(Backoff(), policy=policy)
+    for failure in (REJECTED_401, REJECTED_401, REJECTED_503, REJECTED_401, CLOSED):
+        budget.on_failure(failure, now=0.0)
+    budget.on_connected(now=0.0)
+    budget.on_failure(CLOSED, now=Backoff().reset_after)  # a healthy connection
+    assert seen == [0, 1, 0, 0, 0, 0]
+
+
+def test_policy_returning_a_plain_string_is_understood() -> None:
+    """RetryVerdict is a str enum: a policy may return "give_up"."""
+    budget = RetryBudget(
+        Backoff(),
+        policy=lambda failure: "give_up",  # type: ignore[arg-type,return-value]
+    )
+    assert budget.on_failure(REFUSED, now=0.0).delay is None
+
+
+FAILURES = st.sampled_from([REFUSED, CLOSED, REJECTED_401, REJECTED_503, EXPIRED])
+VERDICTS = st.sampled_from(list(RetryVerdict))
+#: Uptimes away from the reset_after boundary, where float sums may land on
+#: either side.
+UPTIMES = st.floats(0.0, 30.0).filter(lambda u: abs(u - Backoff().reset_after) > 1e-6)
+
+
+@given(
+    steps=st.lists(st.tuples(FAILURES, VERDICTS, UPTIMES), min_size=1, max_size=60),
+    max_retries=st.integers(0, 25),
+)
+def test_budget_never_loops_and_never_overspends(
+    steps: list[tuple[ConnectionFailure, RetryVerdict, float]], max_retries: int
+) -> None:
+    """Any policy: never two immediate retries in a row, never over max_retries.
+
+    Both hold between connections that stayed up long enough to reset the count.
+    """
+    verdicts = iter([verdict for _, verdict, _ in steps])
+    budget = RetryBudget(
+        Backoff(max_retries=max_retries), policy=lambda failure: next(verdicts)
+    )
+    now = 0.0
+    previous_delay: float | None = None
+    since_reset = 0
+    for failure, _, uptime in steps:
+        budget.on_connected(now)
+        now += uptime
+        if uptime >= Backoff().reset_after:
+            since_reset, previous_delay = 0, None
+        decision = budget.on_failure(failure, now)
+        if decision.delay is None:
+            break
+        since_reset += 1
+        assert since_reset <= max_retries
+        assert decision.retry_count == since_reset
+        assert not (decision.delay == 0.0 and previous_delay == 0.0)
+        previous_delay = decision.delay
+        now += decision.delay

@@ -594,11 +594,18 @@ def test_public_names() -> None:
         "ALERT_FIELDS",
         "LOOPBACK_HOSTS",
         "MemoryTransport",
+        "Opcode",
+        "RawAnswer",
+        "RawHttpServer",
         "ReferenceServer",
         "ServerConnection",
         "SubscriptionKey",
+        "encode_frame",
+        "http_response",
         "make_alert",
+        "open_raw_http_server",
         "open_reference_server",
+        "upgrade_response",
     ]
     for name in trio_ws_bus.testing.__all__:
         assert getattr(trio_ws_bus.testing, name) is not None
@@ -638,3 +645,116 @@ async def test_loopback_fixture_end_to_end(ws_bus_server: ReferenceServer) -> No
         await ws_bus_server.wait_connections(0)
     [conn] = ws_bus_server.all_connections
     assert conn.close_code == 1000
+
+
+# -- misbehaviour knobs --------------------------------------------------------
+
+
+def test_encode_frame_builds_exactly_what_it_is_told() -> None:
+    """Lengths use 7, 16 or 64 bits; mask, reserved bits and FIN are honoured."""
+    from trio_ws_bus.testing import Opcode, encode_frame
+
+    assert encode_frame(Opcode.TEXT, b"hi") == b"\x81\x02hi"
+    assert encode_frame(Opcode.PING, b"", fin=False, rsv=4) == b"\x49\x00"
+    assert encode_frame(Opcode.BINARY, b"x" * 126)[:4] == b"\x82\x7e\x00\x7e"
+    assert encode_frame(Opcode.BINARY, b"x" * 65536)[:10] == (
+        b"\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00"
+    )
+    masked = encode_frame(Opcode.TEXT, b"ab", mask=b"\x01\x02\x03\x04")
+    assert masked == b"\x81\x82\x01\x02\x03\x04" + bytes([ord("a") ^ 1, ord("b") ^ 2])
+    for bad in ({"opcode": 16}, {"rsv": 8}, {"mask": b"123"}):
+        kwargs = {"opcode": 1, **bad}
+        with pytest.raises(ValueError):  # noqa: PT011 - each message is specific
+            encode_frame(**kwargs)  # type: ignore[arg-type]
+
+
+def test_http_response_and_upgrade_response() -> None:
+    """http_response sets Content-Length; upgrade_response computes the RFC accept."""
+    from trio_ws_bus.testing import http_response, upgrade_response
+
+    assert http_response(401, headers=[("X-A", "1")], body=b"no") == (
+        b"HTTP/1.1 401 Unauthorized\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nno"
+    )
+    request = b"GET / HTTP/1.1\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in (
+        upgrade_response(request)
+    )
+    with pytest.raises(ValueError, match="Sec-WebSocket-Key"):
+        upgrade_response(b"GET / HTTP/1.1\r\n\r\n")
+
+
+async def test_raw_http_server_answers_in_script_order(
+    autojump_clock: MockClock,
+) -> None:
+    """Connection i gets answer i, the last repeats; requests are recorded."""
+    from trio_ws_bus.testing import open_raw_http_server
+
+    async with open_raw_http_server([b"first", b"then"], listen=False) as raw:
+        answers = []
+        for _ in range(3):
+            stream = await raw.transport.open_stream("h", 1, ssl_context=None)
+            await stream.send_all(b"GET /x HTTP/1.1\r\n\r\n")
+            data = b""
+            while chunk := await stream.receive_some():
+                data += chunk
+            answers.append(data)
+            await stream.aclose()
+        assert answers == [b"first", b"then", b"then"]
+        assert raw.connections == 3
+        assert raw.requests == [b"GET /x HTTP/1.1\r\n\r\n"] * 3
+        with pytest.raises(RuntimeError):
+            _ = raw.url
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"answers": []}, "empty"),
+        ({"answers": b"x", "chunk_size": 0}, "chunk_size"),
+        ({"answers": b"x", "host": "0.0.0.0"}, "loopback"),
+    ],
+)
+async def test_raw_http_server_validates_arguments(
+    options: dict[str, object], match: str
+) -> None:
+    """No empty script, no zero-byte chunks, loopback only."""
+    from trio_ws_bus.testing import open_raw_http_server
+
+    with pytest.raises(ValueError, match=match):
+        async with open_raw_http_server(**options):  # type: ignore[arg-type]
+            pass  # pragma: no cover
+
+
+def test_close_next_validates_arguments() -> None:
+    """close_next refuses negative counts and impossible close codes."""
+    server = ReferenceServer(cast("trio.Nursery", None), secret="s", path="/p")
+    with pytest.raises(ValueError, match="n must be"):
+        server.close_next(-1)
+    with pytest.raises(ValueError, match="code must be"):
+        server.close_next(1, code=999)
+
+
+async def test_tls_needs_a_socket() -> None:
+    """ssl_context= with listen=False is refused (the memory transport has no TLS)."""
+    import ssl
+
+    with pytest.raises(ValueError, match="listen=True"):
+        async with open_reference_server(
+            listen=False, ssl_context=ssl.create_default_context()
+        ):
+            pass  # pragma: no cover
+
+
+async def test_close_next_and_send_after_subscribe(autojump_clock: MockClock) -> None:
+    """close_next ends accepted connections at once; send_after_subscribe follows."""
+    async with open_reference_server(listen=False) as server:
+        server.close_next(1, code=4001, reason="expired")
+        with pytest.RaisesGroup(ConnectionClosed, allow_unwrapped=True):
+            async with connect(server) as ws:
+                await ws.get_message()
+        assert server.all_connections[0].close_code == 4001
+        server.send_after_subscribe("snapshot")
+        async with connect(server) as ws:
+            await ws.send_message('{"action":"subscribe","type":"alerts"}')
+            assert json.loads(await ws.get_message())["type"] == "subscribed"
+            assert await ws.get_message() == "snapshot"

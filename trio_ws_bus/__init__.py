@@ -57,9 +57,11 @@ from ._reconnect import (
     ConnectionFailure as ConnectionFailure,
     FailureKind as FailureKind,
     RetryPolicy as RetryPolicy,
+    RetryRules as RetryRules,
     RetryVerdict as RetryVerdict,
     SubscriptionKey as SubscriptionKey,
     default_retry_policy as default_retry_policy,
+    fatal_auth_policy as fatal_auth_policy,
 )
 from ._transport import (
     TcpTransport as TcpTransport,
@@ -91,6 +93,7 @@ __all__ = [
     "Overflow",
     "ProtocolError",
     "RetryPolicy",
+    "RetryRules",
     "RetryVerdict",
     "ServerMessage",
     "SubscribeRequest",
@@ -113,6 +116,7 @@ __all__ = [
     "default_retry_policy",
     "encode_client_message",
     "encode_server_message",
+    "fatal_auth_policy",
     "open_websocket_manager",
     "redact_url",
     "telemetry_topic",

@@ -3,14 +3,25 @@
 Rules of the connection task (read before changing ``_run``):
 
 * ``IDLE --connect()--> ATTEMPT --handshake--> CONNECTED``.
+* One ATTEMPT (token call, TCP/TLS, opening handshake) must end by its
+  deadline, ``open_timeout`` after it started.
 * A failed attempt or a lost connection asks the retry policy and the budget
   (``_reconnect.RetryBudget``): ``RETRY`` waits ``backoff.delay(n)`` and makes a
-  new ATTEMPT; ``GIVE_UP`` or a spent budget publishes an error and goes IDLE.
+  new ATTEMPT (``RETRY_NOW`` at once, but never twice in a row); ``GIVE_UP``
+  or a spent budget publishes an error and goes IDLE. The budget is refilled
+  only by a connection that stayed up ``reset_after`` seconds.
+* Every way an attempt or a connection can end becomes a ``ConnectionFailure``
+  (see ``_failures.py``): what trio-websocket, wsproto and h11
+  raise on a broken server is translated, never let out of the manager.
 * ``disconnect()`` ends the session from any state and goes IDLE with the budget
-  reset: while CONNECTED it first closes with 1000 "Client disconnect"
-  (bounded by ``close_timeout``), elsewhere it cancels the session's scope.
+  reset: while CONNECTED it first closes with 1000 "Client disconnect" and
+  waits for the server's answer (both bounded by ``close_timeout``),
+  elsewhere it cancels the session's scope.
 * Every ATTEMPT calls the token provider again; a missing token goes IDLE at
   once, with no retry (the browser client's behaviour).
+* The task runs shielded: cancelling the code around the manager's context
+  does not cut the intentional close short; the context's exit ends the task
+  once ``disconnect()`` is done (or ``close_timeout`` later).
 * Only this task touches the network. Public methods change state and wake it;
   they never block and never raise because of the network.
 """
@@ -23,12 +34,14 @@ import logging
 import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any, Final, NoReturn
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Final
 
 import attrs
 import trio
 import trio_websocket
+from wsproto.connection import ConnectionState
+from wsproto.frame_protocol import FrameProtocol
 from wsproto.utilities import LocalProtocolError
 
 from ._backoff import Backoff
@@ -43,6 +56,14 @@ from ._bus import (
 )
 from ._errors import ConnectionGaveUp, ProtocolError
 from ._events import ConnectionEvent, ConnectionStatus
+from ._failures import (
+    FAILURE_PRIORITY,
+    failure_from_group,
+    failure_from_os_error,
+    raise_when_ended,
+    wsproto_state,
+)
+from ._logs import LogLimiter, short_text
 from ._protocol import (
     Alert,
     AlertsMessage,
@@ -91,9 +112,9 @@ _RECEIVE_BUFFER_SIZE: Final = 64 * 1024
 #: drains it at once, and each slot may hold up to ``max_message_size``.
 _TRANSPORT_QUEUE_SIZE: Final = 4
 _CLIENT_CLOSE_REASON: Final = "Client disconnect"
+_PROTOCOL_ERROR_CLOSE_REASON: Final = "Protocol error"
 _TOO_BIG_REASON: Final = "Message too big"
 _NO_TOKEN_MESSAGE: Final = "No auth token"
-_LOG_TEXT_LIMIT: Final = 200
 
 
 @attrs.frozen
@@ -105,7 +126,9 @@ class ManagerStatistics:
         attempts: Connection attempts made (each one fetched a token).
         connections: Attempts whose handshake succeeded.
         reconnects: Successful connections after the first one.
-        retries_used: Retries used from the current budget.
+        retries_used: Retries used from the current budget. A connection gives
+            them back once it has stayed up ``reset_after`` seconds (see
+            :doc:`/reconnect_policy`).
         messages_received: Frames received, valid or not.
         alerts_messages: ``alerts`` messages routed to ``ALERTS_TOPIC``.
         telemetry_messages: ``telemetry`` messages routed to telemetry topics.
@@ -140,17 +163,6 @@ class _Counters:
     acks: int = 0
     server_errors: int = 0
     invalid_messages: int = 0
-
-
-def _short(text: str) -> str:
-    """Escape and truncate untrusted text for a log line."""
-    if len(text) > _LOG_TEXT_LIMIT:
-        return repr(text[:_LOG_TEXT_LIMIT]) + f" (+{len(text) - _LOG_TEXT_LIMIT} chars)"
-    return repr(text)
-
-
-class _HandshakeAborted(Exception):
-    """The peer closed the stream before the opening handshake finished."""
 
 
 class WebSocketManager:
@@ -199,6 +211,8 @@ class WebSocketManager:
         self._budget = RetryBudget(backoff, retry_policy)
         self._ledger = SubscriptionLedger()
         self._counters = _Counters()
+        self._invalid_log = LogLimiter(logger, "ignored an invalid message")
+        self._server_error_log = LogLimiter(logger, "server error")
         self._redact = Redactor()
         self._status = ConnectionStatus.DISCONNECTED
         self._gave_up: str | None = None
@@ -210,10 +224,14 @@ class WebSocketManager:
         self._connection: trio_websocket.WebSocketConnection | None = None
         self._close_requested: trio.Event | None = None
         self._closed_on_purpose = False
+        # The close code of a connection we fail for a protocol violation.
+        self._protocol_failure: int | None = None
         self._wake = trio.Event()
         self._state_changed = trio.Event()
         self._outbox_changed = trio.Event()
         self._stopped = trio.Event()
+        self._closed = False
+        self._run_scope = trio.CancelScope()
 
     # --- public API ---------------------------------------------------------
 
@@ -293,8 +311,13 @@ class WebSocketManager:
             ConnectionGaveUp: If the manager has given up (retries used up, no
                 token, or a failure the retry policy called fatal). It also
                 raises if the manager gives up while waiting.
+            trio.ClosedResourceError: If the manager's context has exited
+                (before or while waiting).
         """
         while True:
+            if self._closed:
+                await trio.lowlevel.checkpoint()
+                raise trio.ClosedResourceError("the manager's context has exited")
             if self.is_connected:
                 await trio.lowlevel.checkpoint()
                 return
@@ -343,6 +366,8 @@ class WebSocketManager:
     def statistics(self) -> ManagerStatistics:
         """Return a snapshot of counters and state."""
         c = self._counters
+        if self._status is ConnectionStatus.CONNECTED:
+            self._budget.settle(trio.current_time())
         return ManagerStatistics(
             status=self._status,
             attempts=c.attempts,
@@ -360,7 +385,7 @@ class WebSocketManager:
 
     def __repr__(self) -> str:
         return (
-            f"<WebSocketManager {self._url!r} status={self._status.value}"
+            f"<WebSocketManager {redact_url(self._url)!r} status={self._status.value}"
             f" subscriptions={len(self._ledger.wanted)}>"
         )
 
@@ -391,7 +416,18 @@ class WebSocketManager:
     async def _run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        task_status.started()
+        # Shielded: cancelling the code around the manager context must not
+        # cut the intentional close short. The context's exit runs
+        # _shutdown() (bounded by close_timeout), then cancels this scope.
+        with trio.CancelScope(shield=True) as self._run_scope:
+            task_status.started()
+            await self._run_sessions()
+
+    def _stop(self) -> None:
+        """End the connection task wherever it is (after ``_shutdown``)."""
+        self._run_scope.cancel()
+
+    async def _run_sessions(self) -> None:
         try:
             while True:
                 while not self._wanted:
@@ -422,7 +458,9 @@ class WebSocketManager:
                 else:
                     self._publish(ConnectionEvent(ConnectionStatus.DISCONNECTED))
         finally:
+            self._closed = True
             self._stopped.set()
+            self._notify()  # wake wait_connected() callers in other tasks
 
     async def _session(self, generation: int) -> str | None:
         """Attempt until disconnected (returns None) or giving up (returns why)."""
@@ -458,7 +496,9 @@ class WebSocketManager:
     async def _attempt(self) -> ConnectionFailure | None:
         """Make one attempt; return how it ended, or None when there is no token."""
         self._counters.attempts += 1
-        token_or_failure = await self._fetch_token()
+        # open_timeout bounds the whole attempt: token call and handshake.
+        deadline = trio.current_time() + self._open_timeout
+        token_or_failure = await self._fetch_token(deadline)
         if isinstance(token_or_failure, ConnectionFailure):
             return token_or_failure
         if not token_or_failure:
@@ -472,7 +512,7 @@ class WebSocketManager:
         self._redact.remember(token_or_failure, encoded)
         self._publish(ConnectionEvent(ConnectionStatus.CONNECTING))
         logger.debug("connecting to %s", target.redacted_url)
-        failure = await self._connect_and_serve(target)
+        failure = await self._connect_and_serve(target, deadline)
         self._ledger.connection_lost()
         return failure
 
@@ -496,12 +536,12 @@ class WebSocketManager:
             event = ConnectionEvent(ConnectionStatus.DISCONNECTED, code=1006)
         self._publish(event)
 
-    async def _fetch_token(self) -> str | ConnectionFailure | None:
+    async def _fetch_token(self, deadline: float) -> str | ConnectionFailure | None:
         provider = self._token_provider
         if isinstance(provider, str):
             return provider
         try:
-            with trio.fail_after(self._open_timeout):
+            with trio.fail_at(deadline):
                 token: object = provider()
                 if inspect.isawaitable(token):
                     token = await token
@@ -518,11 +558,12 @@ class WebSocketManager:
         self._publish(ConnectionEvent(ConnectionStatus.ERROR, message=reason))
         return ConnectionFailure(FailureKind.TOKEN_ERROR, reason=reason)
 
-    async def _connect_and_serve(self, target: WebSocketTarget) -> ConnectionFailure:
-        deadline = trio.current_time() + self._open_timeout
+    async def _connect_and_serve(
+        self, target: WebSocketTarget, deadline: float
+    ) -> ConnectionFailure:
         ssl_context = self._ssl_context if target.secure else None
         try:
-            with trio.fail_after(self._open_timeout):
+            with trio.fail_at(deadline):
                 raw_stream = await self._transport.open_stream(
                     target.host, target.port, ssl_context=ssl_context
                 )
@@ -531,21 +572,40 @@ class WebSocketManager:
                 FailureKind.TIMEOUT, reason="Opening handshake timed out"
             )
         except (OSError, trio.BrokenResourceError) as exc:
-            return ConnectionFailure(
-                FailureKind.UNREACHABLE, reason=_describe_os_error(exc)
-            )
+            return failure_from_os_error(exc)
         stream = ObservedStream(raw_stream)
         try:
-            return await self._run_connection(stream, target, deadline)
+            failure = await self._run_connection(stream, target, deadline)
+            if self._protocol_failure is not None:
+                await self._fail_connection(stream, self._protocol_failure)
+            return failure
         finally:
             self._connection = None
             self._close_requested = None
             await trio.aclose_forcefully(stream)
 
+    async def _fail_connection(self, stream: ObservedStream, code: int) -> None:
+        """Tell the server why we fail the connection: a close frame, best effort.
+
+        RFC 6455 7.1.7: an endpoint that fails an established connection
+        SHOULD send a close frame with the code. trio-websocket does not, so it
+        is sent here, once its tasks are gone and nothing else writes.
+        """
+        frame = FrameProtocol(client=True, extensions=[]).close(
+            code, _PROTOCOL_ERROR_CLOSE_REASON
+        )
+        with (
+            trio.move_on_after(self._close_timeout),
+            suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            await stream.send_all(frame)
+
     async def _run_connection(
         self, stream: ObservedStream, target: WebSocketTarget, deadline: float
     ) -> ConnectionFailure:
         result: list[ConnectionFailure] = []
+        opened: list[trio_websocket.WebSocketConnection] = []
+        self._protocol_failure = None
         try:
             async with trio.open_nursery() as nursery:
                 connection = await self._handshake(nursery, stream, target, deadline)
@@ -556,11 +616,42 @@ class WebSocketManager:
                         )
                     )
                 else:
+                    opened.append(connection)
                     result.append(await self._serve(nursery, connection, stream))
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            result.append(_failure_from_group(group))
+            if opened:
+                result.append(self._failure_while_open(group, opened[0]))
+            else:
+                result.append(failure_from_group(group))
         return result[0]
+
+    def _failure_while_open(
+        self,
+        group: BaseExceptionGroup[BaseException],
+        connection: trio_websocket.WebSocketConnection,
+    ) -> ConnectionFailure:
+        """An open connection's tasks raised: how did the connection end?
+
+        trio-websocket's reader task dies with wsproto's LocalProtocolError
+        when it answers a ping that arrived after our own close frame (wsproto
+        refuses to send in that state). The connection was closing anyway.
+        """
+        leaves = [
+            e for e in leaf_exceptions(group) if not isinstance(e, trio.Cancelled)
+        ]
+        if not leaves or any(not isinstance(e, FAILURE_PRIORITY) for e in leaves):
+            raise group
+        closed = connection.closed
+        code = closed.code if closed is not None else 1006
+        logger.info("connection ended while closing (code=%s)", code)
+        self._invalid_log.end_connection(trio.current_time())
+        self._server_error_log.end_connection(trio.current_time())
+        return ConnectionFailure(
+            FailureKind.CLOSED,
+            close_code=code,
+            reason=closed.reason if closed is not None else None,
+        )
 
     async def _handshake(
         self,
@@ -572,7 +663,7 @@ class WebSocketManager:
         """Run the opening handshake; None if it did not finish by ``deadline``."""
         with trio.CancelScope(deadline=deadline):
             async with trio.open_nursery() as watch:
-                watch.start_soon(_raise_when_ended, stream)
+                watch.start_soon(raise_when_ended, stream)
                 connection = await trio_websocket.wrap_client_stream(
                     nursery,
                     stream,  # type: ignore[arg-type]  # any trio.abc.Stream works
@@ -602,16 +693,26 @@ class WebSocketManager:
         logger.info("connected to %s", _redacted_base(self._url))
         self._publish(ConnectionEvent(ConnectionStatus.CONNECTED))
         heartbeat_failed = trio.Event()
+        close_done = trio.Event()
         nursery.start_soon(self._send_subscriptions, connection)
         nursery.start_soon(
-            self._close_when_requested, connection, stream, close_requested
+            self._close_when_requested, connection, stream, close_requested, close_done
         )
         if self._ping_interval is not None:
             nursery.start_soon(self._heartbeat, connection, stream, heartbeat_failed)
         code, reason = await self._read(connection, stream)
+        if close_requested.is_set():
+            # Our close frame ended the reading; let the close handshake
+            # finish (the server's answer, bounded by close_timeout).
+            await close_done.wait()
         if heartbeat_failed.is_set():
             code, reason = 1006, "Heartbeat timeout"
-        logger.info("connection closed: code=%s reason=%s", code, _short(reason or ""))
+        now = trio.current_time()
+        self._invalid_log.end_connection(now)
+        self._server_error_log.end_connection(now)
+        logger.info(
+            "connection closed: code=%s reason=%s", code, short_text(reason or "")
+        )
         return ConnectionFailure(
             FailureKind.CLOSED,
             close_code=code,
@@ -643,7 +744,26 @@ class WebSocketManager:
         except trio_websocket.ConnectionClosed as exc:
             if exc.reason is None:
                 return 1006, None
-            return exc.reason.code, exc.reason.reason
+            code, reason = exc.reason.code, exc.reason.reason
+            state = wsproto_state(connection)
+            if code == 1009 and state is ConnectionState.LOCAL_CLOSING:
+                # trio-websocket's own limit (in characters) closed it.
+                self._counters.messages_received += 1
+                self._invalid("message larger than max_message_size")
+                return 1009, _TOO_BIG_REASON
+            if code != 1006 and state is ConnectionState.OPEN:
+                # No close frame came: wsproto failed a frame that broke the
+                # protocol (1002, or 1007 for invalid UTF-8) and reports the
+                # code it would close with. The text is wsproto's, not the
+                # server's.
+                logger.warning(
+                    "the server broke the WebSocket protocol (%s): %s",
+                    code,
+                    short_text(reason or ""),
+                )
+                self._protocol_failure = code
+                return code, f"Protocol error: {reason or code}"
+            return code, reason
 
     def _route(self, message: str | bytes) -> None:
         counters = self._counters
@@ -668,7 +788,7 @@ class WebSocketManager:
         elif kind is ErrorMessage:
             assert isinstance(decoded, ErrorMessage)
             counters.server_errors += 1
-            logger.warning("server error: %s", _short(decoded.message))
+            self._server_error_log.log(trio.current_time(), decoded.message)
             self.bus.publish(ERROR_TOPIC, decoded.message)
         elif isinstance(decoded, (SubscribedMessage, UnsubscribedMessage)):
             counters.acks += 1
@@ -678,7 +798,7 @@ class WebSocketManager:
 
     def _invalid(self, reason: str) -> None:
         self._counters.invalid_messages += 1
-        logger.warning("ignored an invalid message: %s", _short(reason))
+        self._invalid_log.log(trio.current_time(), reason)
 
     async def _send_subscriptions(
         self, connection: trio_websocket.WebSocketConnection
@@ -702,12 +822,16 @@ class WebSocketManager:
         connection: trio_websocket.WebSocketConnection,
         stream: ObservedStream,
         close_requested: trio.Event,
+        close_done: trio.Event,
     ) -> None:
         await close_requested.wait()
         self._closed_on_purpose = True
-        with trio.move_on_after(self._close_timeout):
-            await connection.aclose(1000, _CLIENT_CLOSE_REASON)
-        await trio.aclose_forcefully(stream)
+        try:
+            with trio.move_on_after(self._close_timeout):
+                await connection.aclose(1000, _CLIENT_CLOSE_REASON)
+            await trio.aclose_forcefully(stream)
+        finally:
+            close_done.set()
 
     async def _heartbeat(
         self,
@@ -729,7 +853,8 @@ class WebSocketManager:
                 # No close handshake with a peer that does not answer.
                 await trio.aclose_forcefully(stream)
                 return
-        except trio_websocket.ConnectionClosed:
+        except (trio_websocket.ConnectionClosed, LocalProtocolError):
+            # Closing: the reader reports how the connection ended.
             return
 
     # --- state --------------------------------------------------------------
@@ -752,11 +877,6 @@ class WebSocketManager:
 
 
 _PRIVATE: Final = object()
-
-
-async def _raise_when_ended(stream: ObservedStream) -> NoReturn:
-    await stream.ended.wait()
-    raise _HandshakeAborted
 
 
 def _subscription_key(kind: SubscriptionKind, device_id: str | None) -> SubscriptionKey:
@@ -783,72 +903,6 @@ def _utf8_size(message: str | bytes) -> int:
     if isinstance(message, bytes):
         return len(message)
     return len(message.encode("utf-8", "surrogatepass"))
-
-
-def _describe_os_error(exc: BaseException) -> str:
-    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {cause.verify_message}"
-    if isinstance(cause, ssl.SSLError):
-        return f"TLS failed: {cause.reason or type(cause).__name__}"
-    if isinstance(cause, OSError):
-        # Names the host and port at most; the token is only ever in the path.
-        text = cause.strerror or str(cause) or type(cause).__name__
-        return f"Connection failed: {text[:_LOG_TEXT_LIMIT]}"
-    return f"Connection failed: {type(cause).__name__}"
-
-
-def _failure_from_exception(exc: BaseException) -> ConnectionFailure:
-    """Translate what an attempt raised; re-raise what is not a connection failure."""
-    if isinstance(exc, trio_websocket.ConnectionRejected):
-        return ConnectionFailure(
-            FailureKind.REJECTED,
-            status_code=exc.status_code,
-            reason=f"Handshake rejected with HTTP {exc.status_code}",
-        )
-    if isinstance(exc, trio_websocket.ConnectionClosed):
-        code = exc.reason.code if exc.reason is not None else 1006
-        return ConnectionFailure(
-            FailureKind.CLOSED, close_code=code, reason="Connection closed"
-        )
-    if isinstance(exc, _HandshakeAborted):
-        return ConnectionFailure(
-            FailureKind.UNREACHABLE,
-            reason="Connection closed during the opening handshake",
-        )
-    if isinstance(exc, (OSError, trio.BrokenResourceError)):
-        return ConnectionFailure(
-            FailureKind.UNREACHABLE, reason=_describe_os_error(exc)
-        )
-    if isinstance(exc, trio_websocket.HandshakeError):
-        return ConnectionFailure(
-            FailureKind.UNREACHABLE, reason="Opening handshake failed"
-        )
-    raise exc
-
-
-#: When one connection's nursery fails with several exceptions (the server
-#: rejected the handshake *and* closed the stream), the first kind here wins.
-_FAILURE_PRIORITY: Final = (
-    trio_websocket.ConnectionRejected,
-    trio_websocket.ConnectionClosed,
-    trio_websocket.HandshakeError,
-    OSError,
-    trio.BrokenResourceError,
-    _HandshakeAborted,
-)
-
-
-def _failure_from_group(group: BaseExceptionGroup[BaseException]) -> ConnectionFailure:
-    """Turn what one connection's nursery raised into a failure, or re-raise."""
-    leaves = [e for e in leaf_exceptions(group) if not isinstance(e, trio.Cancelled)]
-    if not leaves or any(not isinstance(e, _FAILURE_PRIORITY) for e in leaves):
-        raise group
-    for kind in _FAILURE_PRIORITY:
-        for exc in leaves:
-            if isinstance(exc, kind):
-                return _failure_from_exception(exc)
-    raise group  # pragma: no cover - every leaf matched a kind above
 
 
 def _redacted_base(url: str) -> str:
@@ -978,6 +1032,7 @@ async def open_websocket_manager(
             finally:
                 with trio.CancelScope(shield=True):
                     await manager._shutdown()
+                manager._stop()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # One plain exception explains the failure: raise it, not a group.
@@ -988,3 +1043,9 @@ async def open_websocket_manager(
         if not real:
             reraise_alone(leaves[0])
         raise
+    finally:
+        # Every task is gone: this manager's token stops scrubbing log records.
+        manager._redact.close()
+    # Leaving the context is a checkpoint, as Trio's own are: a cancellation
+    # that came while the shielded close ran is delivered here.
+    await trio.lowlevel.checkpoint()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Final
 
 import attrs
 
@@ -23,10 +24,12 @@ __all__ = [
     "RetryBudget",
     "RetryDecision",
     "RetryPolicy",
+    "RetryRules",
     "RetryVerdict",
     "SubscriptionKey",
     "SubscriptionLedger",
     "default_retry_policy",
+    "fatal_auth_policy",
 ]
 
 SubscriptionKey = tuple[SubscriptionKind, "str | None"]
@@ -37,15 +40,20 @@ class FailureKind(str, enum.Enum):
     """How an attempt or a connection ended, for the retry policy."""
 
     TOKEN_ERROR = "token_error"
-    """The token provider raised (or hung past ``open_timeout``)."""
+    """The token provider raised, hung past ``open_timeout`` or returned a non-str."""
     UNREACHABLE = "unreachable"
-    """No connection: refused, DNS failure, TLS failure, closed mid-handshake."""
+    """No connection: refused, DNS failure, closed during the opening handshake."""
+    TLS_ERROR = "tls_error"
+    """The TLS handshake failed: an untrusted certificate, a name mismatch, ..."""
     TIMEOUT = "timeout"
     """The opening handshake did not finish within ``open_timeout``."""
     REJECTED = "rejected"
-    """The server answered the handshake with an HTTP status (401, 503, ...)."""
+    """The server answered the handshake with an HTTP status (401, 503, 301, ...)."""
+    PROTOCOL_ERROR = "protocol_error"
+    """The server's answer to the handshake was not a valid HTTP upgrade answer."""
     CLOSED = "closed"
-    """An open connection ended: close frame, vanished peer (1006), heartbeat."""
+    """An open connection ended: close frame, vanished peer (1006), heartbeat,
+    a frame that broke the protocol (1002, 1007) or a message too big (1009)."""
 
     def __str__(self) -> str:
         return self.value
@@ -62,6 +70,11 @@ class ConnectionFailure:
             it vanished without a close frame), else ``None``.
         reason: A short, token-free description for events and logs.
         connected_for: Seconds the connection had been open (``CLOSED`` only).
+        repeats: How many failures just before this one, in a row, had the
+            same kind, status code and close code (0 for the first). The
+            manager fills it in before asking the retry policy; a connection
+            that stayed up long enough to reset the retry count (see
+            ``Backoff.reset_after``) breaks the row.
     """
 
     kind: FailureKind
@@ -69,6 +82,12 @@ class ConnectionFailure:
     close_code: int | None = None
     reason: str | None = None
     connected_for: float | None = None
+    repeats: int = 0
+
+    @property
+    def outcome(self) -> tuple[FailureKind, int | None, int | None]:
+        """``(kind, status_code, close_code)``: what :attr:`repeats` compares."""
+        return (self.kind, self.status_code, self.close_code)
 
 
 class RetryVerdict(str, enum.Enum):
@@ -92,6 +111,114 @@ RetryPolicy = Callable[[ConnectionFailure], RetryVerdict]
 def default_retry_policy(failure: ConnectionFailure) -> RetryVerdict:
     """The browser client's policy: every failure is retried within the budget."""
     return RetryVerdict.RETRY
+
+
+def _codes(values: Iterable[int], low: int, high: int, what: str) -> frozenset[int]:
+    result = frozenset(values)
+    for value in result:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{what} must be ints, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"{what} must be in {low}-{high}, got {value!r}")
+    return result
+
+
+def _statuses(values: Iterable[int]) -> frozenset[int]:
+    return _codes(values, 100, 599, "HTTP statuses")
+
+
+def _close_codes(values: Iterable[int]) -> frozenset[int]:
+    return _codes(values, 1000, 4999, "close codes")
+
+
+def _kind_set(values: Iterable[FailureKind]) -> frozenset[FailureKind]:
+    return frozenset(FailureKind(value) for value in values)
+
+
+@attrs.frozen
+class RetryRules:
+    """A retry policy built from lists of outcomes: pass it as ``retry_policy=``.
+
+    Each failure is looked up in this order:
+
+    1. Its HTTP status (rejected handshake) or close code (closed
+       connection) is in ``retry_now_statuses`` / ``retry_now_close_codes``
+       and the same outcome did not happen just before
+       (``failure.repeats == 0``): :attr:`RetryVerdict.RETRY_NOW`, one
+       immediate attempt with a fresh token.
+    2. Its status is in ``fatal_statuses``, its close code in
+       ``fatal_close_codes``, or its kind in ``fatal_kinds``:
+       :attr:`RetryVerdict.GIVE_UP`.
+    3. Anything else: :attr:`RetryVerdict.RETRY` (the backoff delay).
+
+    So a status in both ``retry_now_statuses`` and ``fatal_statuses`` gets one
+    immediate retry with a fresh token and is fatal if it happens again;
+    :func:`fatal_auth_policy` works that way. Every retry, immediate or
+    not, counts against the budget.
+
+    Attributes:
+        fatal_statuses: Handshake statuses (100-599) that stop the manager.
+        fatal_close_codes: Close codes (1000-4999) that stop the manager.
+        fatal_kinds: Failure kinds that stop the manager, whatever their
+            codes (e.g. ``{FailureKind.TLS_ERROR}``).
+        retry_now_statuses: Statuses retried at once, the first time in a row.
+        retry_now_close_codes: Close codes retried at once, the first time in
+            a row (e.g. an application's "token expired" code).
+
+    Raises:
+        ValueError: For a status or close code out of range.
+        TypeError: For a code that is not an int.
+    """
+
+    fatal_statuses: frozenset[int] = attrs.field(
+        default=frozenset(), converter=_statuses
+    )
+    fatal_close_codes: frozenset[int] = attrs.field(
+        default=frozenset(), converter=_close_codes
+    )
+    fatal_kinds: frozenset[FailureKind] = attrs.field(
+        default=frozenset(), converter=_kind_set
+    )
+    retry_now_statuses: frozenset[int] = attrs.field(
+        default=frozenset(), converter=_statuses
+    )
+    retry_now_close_codes: frozenset[int] = attrs.field(
+        default=frozenset(), converter=_close_codes
+    )
+
+    def __call__(self, failure: ConnectionFailure) -> RetryVerdict:
+        """Classify ``failure`` by the rules above."""
+        status, code = failure.status_code, failure.close_code
+        if failure.repeats == 0 and (
+            (status is not None and status in self.retry_now_statuses)
+            or (code is not None and code in self.retry_now_close_codes)
+        ):
+            return RetryVerdict.RETRY_NOW
+        if (
+            (status is not None and status in self.fatal_statuses)
+            or (code is not None and code in self.fatal_close_codes)
+            or failure.kind in self.fatal_kinds
+        ):
+            return RetryVerdict.GIVE_UP
+        return RetryVerdict.RETRY
+
+
+_FATAL_AUTH_RULES: Final = RetryRules(
+    retry_now_statuses={401}, fatal_statuses={401, 403}
+)
+
+
+def fatal_auth_policy(failure: ConnectionFailure) -> RetryVerdict:
+    """A retry policy that stops hammering a server which refuses our credentials.
+
+    A 401 gets one immediate retry with a fresh token (the provider may just
+    have refreshed it); a second 401 in a row, or any 403, stops the manager
+    with an error event, and ``wait_connected()`` raises
+    :exc:`ConnectionGaveUp`. Every other failure is retried as by
+    :func:`default_retry_policy`. The same as
+    ``RetryRules(retry_now_statuses={401}, fatal_statuses={401, 403})``.
+    """
+    return _FATAL_AUTH_RULES(failure)
 
 
 @attrs.frozen
@@ -118,45 +245,62 @@ class RetryBudget:
 
     Rules:
 
-    * A failure uses one retry; at ``backoff.max_retries`` used, the next
-      failure gives up with :data:`MAX_RETRIES_MESSAGE`.
-    * A connection resets the count: at once when ``backoff.reset_after`` is
-      0, else only when it ends after staying up at least ``reset_after``
-      seconds (a server that accepts and drops at once cannot refill it).
-    * ``reset()`` (an intentional disconnect) empties the count.
+    * A failure asks the policy; ``GIVE_UP`` stops at once. Otherwise it uses
+      one retry; at ``backoff.max_retries`` used, the next failure gives up
+      with :data:`MAX_RETRIES_MESSAGE`.
+    * A connection resets the count (and the row of repeated outcomes) once
+      it has stayed up ``backoff.reset_after`` seconds (at the handshake when
+      that is 0, as the browser client does): a server that accepts and
+      drops at once cannot refill the budget.
+    * ``RETRY_NOW`` waits 0 s, but only once in a row: a ``RETRY_NOW`` right
+      after an immediate retry waits the backoff delay, so no policy can make
+      a tight loop.
+    * ``reset()`` (an intentional disconnect) forgets everything.
     """
 
     backoff: Backoff
     policy: RetryPolicy = default_retry_policy
     retries_used: int = 0
     _connected_at: float | None = None
+    _last_outcome: tuple[FailureKind, int | None, int | None] | None = None
+    _repeats: int = 0
+    _last_was_immediate: bool = False
 
     def on_connected(self, now: float) -> None:
         """Record a successful handshake at time ``now``."""
         self._connected_at = now
         if self.backoff.reset_after == 0:
+            self.settle(now)
+
+    def settle(self, now: float) -> None:
+        """Reset the count if the current connection has been up long enough."""
+        connected_at = self._connected_at
+        if connected_at is not None and now - connected_at >= self.backoff.reset_after:
             self.retries_used = 0
+            self._last_outcome = None
+            self._repeats = 0
+            self._last_was_immediate = False
 
     def on_failure(self, failure: ConnectionFailure, now: float) -> RetryDecision:
-        """Decide what follows ``failure``, which happened at time ``now``."""
-        connected_at, self._connected_at = self._connected_at, None
-        reset_after = self.backoff.reset_after
-        if (
-            connected_at is not None
-            and reset_after
-            and now - connected_at >= reset_after
-        ):
-            self.retries_used = 0
-        verdict = self.policy(failure)
+        """Decide what follows ``failure``, which happened at time ``now``.
+
+        The policy sees ``failure`` with :attr:`ConnectionFailure.repeats`
+        filled in.
+        """
+        self.settle(now)
+        self._connected_at = None
+        outcome = failure.outcome
+        self._repeats = self._repeats + 1 if outcome == self._last_outcome else 0
+        self._last_outcome = outcome
+        failure = attrs.evolve(failure, repeats=self._repeats)
+        verdict = RetryVerdict(self.policy(failure))
         if verdict is RetryVerdict.GIVE_UP:
             return RetryDecision(None, give_up_message=_fatal_message(failure))
         if self.retries_used >= self.backoff.max_retries:
             return RetryDecision(None, give_up_message=MAX_RETRIES_MESSAGE)
-        delay = (
-            0.0
-            if verdict is RetryVerdict.RETRY_NOW
-            else self.backoff.delay(self.retries_used)
-        )
+        immediate = verdict is RetryVerdict.RETRY_NOW and not self._last_was_immediate
+        delay = 0.0 if immediate else self.backoff.delay(self.retries_used)
+        self._last_was_immediate = immediate
         self.retries_used += 1
         return RetryDecision(delay, retry_count=self.retries_used)
 
@@ -164,6 +308,9 @@ class RetryBudget:
         """Forget all failures (after an intentional disconnect)."""
         self.retries_used = 0
         self._connected_at = None
+        self._last_outcome = None
+        self._repeats = 0
+        self._last_was_immediate = False
 
 
 def _fatal_message(failure: ConnectionFailure) -> str:
@@ -171,7 +318,7 @@ def _fatal_message(failure: ConnectionFailure) -> str:
         return f"Connection rejected with HTTP {failure.status_code} (not retried)"
     if failure.kind is FailureKind.CLOSED:
         return f"Connection closed with code {failure.close_code} (not retried)"
-    return f"Connection failed: {failure.reason or failure.kind} (not retried)"
+    return f"{failure.reason or failure.kind} (not retried)"
 
 
 @attrs.define

@@ -34,6 +34,15 @@ class Redactor:
         """Make these the secrets to hide (the last token, in every encoding)."""
         self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
 
+    def close(self) -> None:
+        """Forget the secrets and stop scrubbing log records (the manager is gone).
+
+        A closed manager's token must not keep rewriting every later log line
+        until the garbage collector happens to run.
+        """
+        self.secrets = ()
+        Redactor._live.discard(self)
+
     def __call__(self, text: str | None) -> str | None:
         """Return ``text`` with every remembered secret replaced."""
         if text is None:

@@ -37,7 +37,18 @@ if TYPE_CHECKING:
         SubscriptionKey as SubscriptionKey,
     )
     from ._factories import ALERT_FIELDS as ALERT_FIELDS, make_alert as make_alert
+    from ._frames import (
+        Opcode as Opcode,
+        encode_frame as encode_frame,
+        http_response as http_response,
+        upgrade_response as upgrade_response,
+    )
     from ._memory import MemoryTransport as MemoryTransport
+    from ._raw import (
+        RawAnswer as RawAnswer,
+        RawHttpServer as RawHttpServer,
+        open_raw_http_server as open_raw_http_server,
+    )
     from ._server import (
         LOOPBACK_HOSTS as LOOPBACK_HOSTS,
         ReferenceServer as ReferenceServer,
@@ -48,11 +59,18 @@ __all__ = [
     "ALERT_FIELDS",
     "LOOPBACK_HOSTS",
     "MemoryTransport",
+    "Opcode",
+    "RawAnswer",
+    "RawHttpServer",
     "ReferenceServer",
     "ServerConnection",
     "SubscriptionKey",
+    "encode_frame",
+    "http_response",
     "make_alert",
+    "open_raw_http_server",
     "open_reference_server",
+    "upgrade_response",
 ]
 
 # The names are imported on first use (PEP 562): pytest loads our plugin, and
@@ -62,6 +80,13 @@ _SOURCES = {
     "ALERT_FIELDS": "._factories",
     "LOOPBACK_HOSTS": "._server",
     "MemoryTransport": "._memory",
+    "Opcode": "._frames",
+    "RawAnswer": "._raw",
+    "RawHttpServer": "._raw",
+    "encode_frame": "._frames",
+    "http_response": "._frames",
+    "open_raw_http_server": "._raw",
+    "upgrade_response": "._frames",
     "ReferenceServer": "._server",
     "ServerConnection": "._connection",
     "SubscriptionKey": "._connection",

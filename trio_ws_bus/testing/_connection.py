@@ -56,6 +56,8 @@ class ServerConnection:
         request: WebSocketRequest,
         stream: trio.abc.Stream,
         on_change: Callable[[], None],
+        close_at_once: tuple[int | None, str] | None = None,
+        after_subscribe: Callable[[], str | bytes | None] = lambda: None,
     ) -> None:
         self._id = connection_id
         self._token = token
@@ -64,6 +66,8 @@ class ServerConnection:
         self._accepted = trio.Event()  # set once accept() is over, even if it failed
         self._stream = stream
         self._on_change = on_change
+        self._close_at_once = close_at_once
+        self._after_subscribe = after_subscribe
         self._subscriptions: list[SubscriptionKey] = []
         self._received: list[str | bytes] = []
         self._sent: list[str | bytes] = []
@@ -143,6 +147,33 @@ class ServerConnection:
         self._sent.append(message)
         return True
 
+    async def write_raw(self, data: bytes) -> bool:
+        """Write ``data`` to the connection's stream as is, bypassing WebSocket framing.
+
+        For frames that break the protocol (see ``encode_frame()``) or a
+        message split over several frames. Works while frozen too (a frozen
+        server that suddenly sends). Writes never interleave with the
+        server's own frames.
+
+        Returns:
+            Whether it was written: ``False`` when the stream is gone.
+
+        Raises:
+            TypeError: If this connection's stream cannot write raw bytes.
+        """
+        write = getattr(self._stream, "write_raw", None)
+        if write is None:
+            raise TypeError("this connection's stream cannot write raw bytes")
+        await self._accepted.wait()
+        if self._closed:
+            return False
+        try:
+            await write(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            logger.debug("connection %d: raw write failed: %r", self._id, exc)
+            return False
+        return True
+
     async def send_json(self, message: dict[str, Any]) -> bool:
         """Send ``message`` as a compact JSON text frame; see :meth:`send_raw`."""
         return await self.send_raw(json.dumps(message, separators=(",", ":")))
@@ -207,20 +238,40 @@ class ServerConnection:
                 ws = self._ws = await self._request.accept()
             finally:
                 self._accepted.set()
+            if self._close_at_once is not None:
+                await self._end_at_once(ws, *self._close_at_once)
             try:
                 while True:
                     message = await ws.get_message()
                     self._received.append(message)
                     try:
-                        await self.send_json(self._apply(message))
+                        reply = self._apply(message)
+                        await self.send_json(reply)
                     finally:
                         self._on_change()
+                    extra = self._after_subscribe()
+                    if extra is not None and reply["type"] == "subscribed":
+                        await self.send_raw(extra)
             except ConnectionClosed:
                 pass
             if self._closing_code is not None:
                 await self._close_sent.wait()
         finally:
             self._finish()
+
+    async def _end_at_once(
+        self, ws: WebSocketConnection, code: int | None, reason: str
+    ) -> None:
+        """End a just-accepted connection (see ``ReferenceServer.close_next``)."""
+        if code is None:
+            self._dropped = True
+            await trio.aclose_forcefully(self._stream)
+            return
+        self._closing_code, self._closing_reason = code, reason
+        try:
+            await ws.aclose(code, reason)
+        finally:
+            self._close_sent.set()
 
     def _finish(self) -> None:
         reason = None if self._ws is None else self._ws.closed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import ssl
 import time
 import urllib.parse
 import warnings
@@ -69,6 +70,9 @@ class _EofWatchingStream(trio.abc.Stream):
         self._stream = stream
         self.ended = trio.Event()
         self.frozen = False
+        # Serialises trio-websocket's writes with write_raw(); taken after the
+        # freeze check, so a frozen writer never holds it.
+        self._send_lock = trio.Lock()
 
     def freeze(self) -> None:
         """Stop reading and writing for good: the peer sees a silent server."""
@@ -96,7 +100,13 @@ class _EofWatchingStream(trio.abc.Stream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send to the wrapped stream."""
         await self._wait_while_frozen()
-        await self._stream.send_all(data)
+        async with self._send_lock:
+            await self._stream.send_all(data)
+
+    async def write_raw(self, data: bytes) -> None:
+        """Send ``data`` as is, frozen or not, between trio-websocket's writes."""
+        async with self._send_lock:
+            await self._stream.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         """Forward to the wrapped stream."""
@@ -124,7 +134,14 @@ class ReferenceServer:
     then the path must equal ``path`` (else 404); then the ``token`` query
     parameter must be an unexpired HS256 JWT signed with :attr:`secret`
     (else 401 with body ``missing token``, ``token expired`` or
-    ``invalid token``).
+    ``invalid token``). An accepted connection may then be ended at once by
+    :meth:`close_next`.
+
+    More misbehaviour: :meth:`send_after_subscribe` (a message after every
+    subscribe ack), :meth:`ServerConnection.write_raw` (raw bytes, e.g. broken
+    frames from ``encode_frame()``), :meth:`ServerConnection.freeze` (a
+    silent peer). ``open_raw_http_server()`` answers handshakes with
+    arbitrary bytes instead.
     """
 
     def __init__(self, nursery: trio.Nursery, *, secret: str, path: str) -> None:
@@ -138,6 +155,9 @@ class ReferenceServer:
         )
         self._closed = False
         self._rejections_script: deque[_Rejection] = deque()
+        self._close_script: deque[tuple[int | None, str]] = deque()
+        self._after_subscribe: str | bytes | None = None
+        self._ssl_context: ssl.SSLContext | None = None
         self._extra_tokens: set[str] = set()
         self._tokens_seen: list[str | None] = []
         self._handshakes = 0
@@ -168,12 +188,15 @@ class ReferenceServer:
     def url(self) -> str:
         """The base URL to give a client, e.g. ``"http://127.0.0.1:54321"``.
 
+        ``https://`` when the server was opened with an ``ssl_context``.
+
         Raises:
             RuntimeError: If the server was opened with ``listen=False``.
         """
         port = self.port
         host = f"[{self._host}]" if self._host and ":" in self._host else self._host
-        return f"http://{host}:{port}"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{host}:{port}"
 
     def websocket_url(self, token: str | None = None) -> str:
         """The full ``ws://`` URL of the endpoint, with ``token`` percent-encoded.
@@ -181,7 +204,8 @@ class ReferenceServer:
         Raises:
             RuntimeError: If the server was opened with ``listen=False``.
         """
-        url = "ws" + self.url[len("http") :] + self._path
+        scheme, _, rest = self.url.partition(":")
+        url = ("wss" if scheme == "https" else "ws") + ":" + rest + self._path
         if token is not None:
             url += "?" + urllib.parse.urlencode({"token": token})
         return url
@@ -286,6 +310,36 @@ class ReferenceServer:
             raise ValueError(f"status must be in 300-599, not {status}")
         for _ in range(n):
             self._rejections_script.append(_Rejection(status, body, list(headers)))
+
+    def close_next(self, n: int = 1, code: int | None = None, reason: str = "") -> None:
+        """Accept the next ``n`` handshakes, then end each connection at once.
+
+        Models a flapping server (or one that checks the token only after
+        accepting). The handshake must pass the usual checks first; scripted
+        rejections (:meth:`reject_next`) come before this script.
+
+        Args:
+            n: How many accepted connections to end.
+            code: Close with this code (a close handshake), or, with
+                ``None``, drop the stream without a close frame (1006).
+            reason: The close reason, with ``code``.
+
+        Raises:
+            ValueError: If ``n`` is negative or ``code`` is not 1000-4999.
+        """
+        if n < 0:
+            raise ValueError(f"n must be >= 0, not {n}")
+        if code is not None and not 1000 <= code <= 4999:
+            raise ValueError(f"code must be in 1000-4999, not {code}")
+        self._close_script.extend([(code, reason)] * n)
+
+    def send_after_subscribe(self, message: str | bytes | None) -> None:
+        """From now on, send ``message`` after acknowledging every ``subscribe``.
+
+        Models a server that sends a snapshot (or, in tests, something
+        oversized or broken) to each new subscriber. ``None`` stops it.
+        """
+        self._after_subscribe = message
 
     # -- what happened ----------------------------------------------------------
 
@@ -477,11 +531,20 @@ class ReferenceServer:
 
     # -- serving ----------------------------------------------------------------
 
-    async def _listen(self, host: str, port: int) -> None:
+    async def _listen(
+        self, host: str, port: int, ssl_context: ssl.SSLContext | None
+    ) -> None:
         bind_host = "127.0.0.1" if host == "localhost" else host
-        listeners = await trio.open_tcp_listeners(port, host=bind_host)
+        tcp_listeners = await trio.open_tcp_listeners(port, host=bind_host)
         self._host = bind_host
-        self._port = listeners[0].socket.getsockname()[1]
+        self._port = tcp_listeners[0].socket.getsockname()[1]
+        self._ssl_context = ssl_context
+        listeners: list[trio.abc.Listener[Any]] = list(tcp_listeners)
+        if ssl_context is not None:
+            listeners = [
+                trio.SSLListener(listener, ssl_context, https_compatible=True)
+                for listener in tcp_listeners
+            ]
         await self._nursery.start(trio.serve_listeners, self._serve_stream, listeners)
 
     def _connect_memory(self, stream: trio.abc.Stream) -> None:
@@ -556,6 +619,8 @@ class ReferenceServer:
             request=request,
             stream=stream,
             on_change=self._changed,
+            close_at_once=self._close_script.popleft() if self._close_script else None,
+            after_subscribe=lambda: self._after_subscribe,
         )
         self._connections.append(conn)
         self._max_concurrent = max(self._max_concurrent, len(self.connections))
@@ -585,7 +650,8 @@ class ReferenceServer:
         )
 
 
-def _check_host(host: str) -> None:
+def check_host(host: str) -> None:
+    """Raise ``ValueError`` unless ``host`` is one of :data:`LOOPBACK_HOSTS`."""
     if host not in LOOPBACK_HOSTS:
         raise ValueError(
             f"the reference server only binds to loopback hosts "
@@ -601,6 +667,7 @@ async def open_reference_server(
     port: int = 0,
     listen: bool = True,
     path: str = "/api/v2/ws",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[ReferenceServer]:
     """Run a reference server for the duration of the ``async with`` block.
 
@@ -618,24 +685,30 @@ async def open_reference_server(
             ``MockClock`` (``autojump_clock``): only :attr:`ReferenceServer.transport`
             works then, and nothing depends on real time.
         path: The endpoint path handshakes must use.
+        ssl_context: A server-side TLS context (e.g. from ``trustme``): the
+            socket then speaks TLS and :attr:`ReferenceServer.url` is
+            ``https://``. The in-memory transport never uses TLS.
 
     Yields:
         The running server.
 
     Raises:
-        ValueError: If ``host`` is not a loopback host or ``secret`` is empty.
+        ValueError: If ``host`` is not a loopback host, ``secret`` is empty,
+            or ``ssl_context`` is given with ``listen=False``.
     """
-    _check_host(host)
+    check_host(host)
     if secret is None:
         secret = secrets.token_urlsafe(32)
     elif not secret:
         raise ValueError("secret must not be empty")
+    if ssl_context is not None and not listen:
+        raise ValueError("ssl_context needs listen=True (no TLS in memory)")
     try:
         async with trio.open_nursery() as nursery:
             server = ReferenceServer(nursery, secret=secret, path=path)
             try:
                 if listen:
-                    await server._listen(host, port)
+                    await server._listen(host, port, ssl_context)
                 yield server
             finally:
                 nursery.cancel_scope.cancel()
