@@ -1,0 +1,521 @@
+"""The ``trio-ws-bus`` commands, each an async function: demo, listen, serve.
+
+Each command gets its settings, an :class:`~._output.Output` and a
+:class:`Stop`; Ctrl-C (SIGINT) and SIGTERM cancel the command's main scope,
+so the manager closes its connection with 1000 and the command still prints
+its summary before it returns 128 + the signal number.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, contextmanager
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import attrs
+import trio
+
+from .._backoff import Backoff
+from .._bus import CONNECTION_TOPIC, MessageBus, Subscription
+from .._errors import ConnectionGaveUp
+from .._events import ConnectionStatus
+from .._manager import WebSocketManager, _is_loopback, open_websocket_manager
+from .._transport import Transport
+from .._url import redact_url
+from ._output import EVENT_BUFFER, Output, Tally, plural, records_from
+from ._tokens import CommandToken, TokenSource, TokenSourceError, token_provider
+
+if TYPE_CHECKING:
+    from ..testing._server import ReferenceServer
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CommandFailed",
+    "DemoSettings",
+    "ListenSettings",
+    "ServeSettings",
+    "Stop",
+    "UsageError",
+    "give_up_message",
+    "run_demo",
+    "run_listen",
+    "run_serve",
+    "wait_for_give_up",
+]
+
+# --- exit codes and errors ---------------------------------------------------
+
+EXIT_OK: Final = 0
+"""The command finished: its duration ended, or the demo ran to the end."""
+EXIT_FAILURE: Final = 1
+"""The manager gave up (retries used up, no token), or another runtime failure."""
+EXIT_USAGE: Final = 2
+"""Bad input: an unknown option, a bad URL, an unusable token source."""
+EXIT_INTERRUPTED: Final = 130
+"""Interrupted by Ctrl-C (SIGINT); SIGTERM gives 143 (128 + signal number)."""
+
+EXIT_STATUS_HELP: Final = """\
+exit status:
+  0    finished (duration reached; the demo ran to the end)
+  1    gave up (retries used up, no token) or another runtime failure
+  2    usage error (bad option, URL or token source)
+  130  interrupted by Ctrl-C (143 for SIGTERM); the connection is closed
+       with code 1000 and the summary is still printed
+"""
+
+
+class UsageError(Exception):
+    """Bad input from the command line: exit status 2, one line on stderr."""
+
+
+class CommandFailed(Exception):
+    """A runtime failure that a one-line message explains: exit status 1."""
+
+
+# --- showing what arrives -----------------------------------------------------
+
+
+@attrs.define(eq=False)
+class _Printer:
+    """Shows what the command's ``"*"`` subscription receives."""
+
+    events: Subscription[object]
+    out: Output
+    start: float
+    tally: Tally = attrs.field(factory=Tally)
+
+    def show(self, payload: object) -> None:
+        self.tally.add(payload)
+        for record in records_from(payload, trio.current_time() - self.start):
+            self.out.record(record)
+
+    async def run(self) -> NoReturn:
+        while True:
+            self.show(await self.events.receive())
+
+    def drain(self) -> None:
+        """Show what is still buffered (after the manager closed)."""
+        for _ in range(EVENT_BUFFER + 1):
+            try:
+                payload = self.events.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            self.show(payload)
+
+
+def give_up_message(reason: str, errors: Sequence[str] = ()) -> str:
+    """The one-line message of a manager that gave up.
+
+    Args:
+        reason: Why it gave up (:attr:`ConnectionGaveUp.reason`).
+        errors: Recent error messages, oldest first; the last one that is not
+            ``reason`` itself tells what kept failing.
+    """
+    cause = next((e for e in reversed(errors) if e != reason), None)
+    if cause:
+        return f"gave up: {reason} (last error: {cause})"
+    return f"gave up: {reason}"
+
+
+async def wait_for_give_up(manager: WebSocketManager) -> str:
+    """Return the reason once ``manager`` gives up; wait forever otherwise."""
+    async with manager.bus.subscribe(CONNECTION_TOPIC) as changes:
+        while True:
+            try:
+                await manager.wait_connected()
+            except ConnectionGaveUp as exc:
+                return exc.reason
+            # Connected: ask again only once the status has changed.
+            async for event in changes:
+                if event.status is not ConnectionStatus.CONNECTED:
+                    break
+
+
+def _subscribe_all(
+    manager: WebSocketManager, *, alerts: bool, devices: Sequence[str]
+) -> None:
+    if alerts:
+        manager.subscribe("alerts")
+    for device_id in devices:
+        manager.subscribe("device", device_id)
+
+
+def _deadline(duration: float | None) -> trio.CancelScope:
+    return trio.CancelScope() if duration is None else trio.move_on_after(duration)
+
+
+# --- stopping on signals -----------------------------------------------------
+
+
+@attrs.define(eq=False)
+class Stop:
+    """Ends a command early: a signal cancels the scopes handed out by :meth:`scope`.
+
+    The command keeps running after its scope was cancelled, so it can close
+    the connection and print its summary; :meth:`exit_code` then gives
+    128 + the signal number.
+
+    Attributes:
+        signum: The first signal received, if any.
+    """
+
+    signum: int | None = None
+    _scopes: list[trio.CancelScope] = attrs.field(factory=list)
+
+    @contextmanager
+    def scope(self) -> Iterator[trio.CancelScope]:
+        """A cancel scope that a stop request cancels (at once if one came)."""
+        with trio.CancelScope() as scope:
+            if self.signum is not None:
+                scope.cancel()
+            self._scopes.append(scope)
+            try:
+                yield scope
+            finally:
+                self._scopes.remove(scope)
+
+    def request(self, signum: int = signal.SIGINT) -> None:
+        """Stop the command as if ``signum`` had been received."""
+        if self.signum is None:
+            self.signum = signum
+        for scope in self._scopes:
+            scope.cancel()
+
+    def exit_code(self, code: int) -> int:
+        """``code``, or 128 + the signal number if the command was stopped."""
+        return code if self.signum is None else 128 + self.signum
+
+    async def watch_signals(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Turn SIGINT and SIGTERM into :meth:`request` until cancelled."""
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                self.request(signum)
+
+
+# --- demo ----------------------------------------------------------------------
+
+#: The demo retries quickly, so the reconnect after the simulated drop shows.
+DEMO_BACKOFF_BASE: Final = 0.5
+#: The demo's server drops the connection at this fraction of the duration.
+DEMO_DROP_AT: Final = 0.4
+#: How long the demo waits for its subscriptions before starting the feed.
+_SUBSCRIBE_WAIT: Final = 5.0
+#: URL given to a manager on the in-memory transport (host and port unused).
+_MEMORY_URL: Final = "http://127.0.0.1:8765"
+
+
+@attrs.frozen
+class DemoSettings:
+    """Options of ``trio-ws-bus demo``.
+
+    Attributes:
+        duration: Seconds to run.
+        devices: How many simulated devices.
+        seed: Seed of the synthetic feed.
+        json: JSON lines instead of text.
+    """
+
+    duration: float = 15.0
+    devices: int = 3
+    seed: int = 1
+    json: bool = False
+
+
+def _holds_everything(devices: Sequence[str]) -> Callable[[ReferenceServer], bool]:
+    def check(server: ReferenceServer) -> bool:
+        return any(
+            conn.holds("alerts") and all(conn.holds("device", d) for d in devices)
+            for conn in server.connections
+        )
+
+    return check
+
+
+async def run_demo(
+    settings: DemoSettings, out: Output, stop: Stop, *, in_memory: bool = False
+) -> int:
+    """Run the demo: reference server, synthetic feed, manager, printed events.
+
+    Args:
+        settings: The demo's options.
+        out: Where to write.
+        stop: Ends the demo early (Ctrl-C).
+        in_memory: Use the reference server's in-memory transport instead of
+            loopback sockets (for tests under a mock clock).
+
+    Returns:
+        The exit status.
+    """
+    from ..testing._feed import FeedModel, FeedSchedule, SyntheticFeed, device_ids
+    from ..testing._server import open_reference_server
+
+    devices = device_ids(settings.devices)
+    start = trio.current_time()
+    bus = MessageBus()
+    async with (
+        open_reference_server(listen=not in_memory) as server,
+        bus.subscribe("*", max_buffer=EVENT_BUFFER) as events,
+    ):
+        url = _MEMORY_URL if in_memory else server.url
+        out.text(
+            f"trio-ws-bus demo: reference server at {url}, "
+            f"{plural(len(devices), 'device')}, {settings.duration:g} s, "
+            f"seed {settings.seed}; Ctrl-C to stop"
+        )
+        printer = _Printer(events, out, start)
+        feed = SyntheticFeed(
+            server,
+            FeedModel(devices, seed=settings.seed),
+            FeedSchedule(drop_at=settings.duration * DEMO_DROP_AT),
+        )
+        async with open_websocket_manager(
+            url,
+            token=server.issue_token,
+            bus=bus,
+            backoff=Backoff(base=DEMO_BACKOFF_BASE, max_delay=5.0),
+            transport=server.transport if in_memory else None,
+        ) as manager:
+            _subscribe_all(manager, alerts=True, devices=devices)
+            # Cancel inside the manager's context, not around it: a manager
+            # whose own context is cancelled cannot close with 1000.
+            with stop.scope(), trio.move_on_after(settings.duration):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(printer.run)
+                    with trio.move_on_after(_SUBSCRIBE_WAIT):
+                        await server.wait_until(_holds_everything(devices))
+                    nursery.start_soon(feed.run)
+        printer.drain()
+        out.summary(
+            printer.tally.summary(
+                trio.current_time() - start,
+                manager.statistics(),
+                bus.statistics().dropped,
+                simulated_drops=feed.drops,
+            )
+        )
+    return stop.exit_code(EXIT_OK)
+
+
+# --- listen --------------------------------------------------------------------
+
+
+@attrs.frozen
+class ListenSettings:
+    """Options of ``trio-ws-bus listen``.
+
+    Attributes:
+        url: The backend's base URL (no token in it).
+        token_source: Where the token comes from.
+        alerts: Subscribe to alerts.
+        devices: Devices to subscribe to.
+        json: JSON lines instead of text.
+        max_retries: Retries before giving up.
+        duration: Seconds to run; ``None``: until Ctrl-C or giving up.
+    """
+
+    url: str
+    token_source: TokenSource
+    alerts: bool = False
+    devices: tuple[str, ...] = ()
+    json: bool = False
+    max_retries: int = 20
+    duration: float | None = None
+
+
+def _clear_text_warning(url: str) -> str | None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() in ("http", "ws") and not _is_loopback(
+        parts.hostname or ""
+    ):
+        return (
+            f"warning: {parts.hostname} is reached without TLS: the token "
+            "travels in clear text (use https:// or wss://)"
+        )
+    return None
+
+
+async def run_listen(
+    settings: ListenSettings,
+    out: Output,
+    stop: Stop,
+    *,
+    transport: Transport | None = None,
+) -> int:
+    """Connect to a backend and print what arrives until stopped or giving up.
+
+    Args:
+        settings: The command's options.
+        out: Where to write.
+        stop: Ends the command early (Ctrl-C).
+        transport: The manager's transport (tests pass an in-memory one).
+
+    Returns:
+        The exit status: 1 if the manager gave up.
+
+    Raises:
+        UsageError: If the token source fails before the first attempt.
+    """
+    source = settings.token_source
+    with stop.scope():
+        try:
+            first = await source.fetch()
+        except TokenSourceError as exc:
+            raise UsageError(str(exc)) from None
+    if stop.signum is not None:
+        return stop.exit_code(EXIT_OK)
+    warning = _clear_text_warning(settings.url)
+    if warning:
+        out.note(warning)
+    start = trio.current_time()
+    bus = MessageBus()
+    gave_up: str | None = None
+    timeout = source.timeout if isinstance(source, CommandToken) else 0.0
+    async with bus.subscribe("*", max_buffer=EVENT_BUFFER) as events:
+        out.text(
+            f"trio-ws-bus listen: {redact_url(settings.url)}, token from "
+            f"{source.describe()}; Ctrl-C to stop"
+        )
+        printer = _Printer(events, out, start)
+        async with open_websocket_manager(
+            settings.url,
+            token=token_provider(source, first, out.note),
+            bus=bus,
+            backoff=Backoff(max_retries=settings.max_retries),
+            open_timeout=max(10.0, timeout + 5.0),
+            transport=transport,
+        ) as manager:
+            _subscribe_all(manager, alerts=settings.alerts, devices=settings.devices)
+            with stop.scope(), _deadline(settings.duration):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(printer.run)
+                    gave_up = await wait_for_give_up(manager)
+                    nursery.cancel_scope.cancel()
+        printer.drain()
+        out.summary(
+            printer.tally.summary(
+                trio.current_time() - start,
+                manager.statistics(),
+                bus.statistics().dropped,
+            )
+        )
+    if gave_up is not None and stop.signum is None:
+        out.note(give_up_message(gave_up, printer.tally.errors))
+        return EXIT_FAILURE
+    return stop.exit_code(EXIT_OK)
+
+
+# --- serve ---------------------------------------------------------------------
+
+#: Lifetime of the token ``serve`` prints, in seconds.
+DEMO_TOKEN_TTL: Final = 24 * 3600.0
+#: Environment variable named in the ``listen`` line that ``serve`` prints.
+_TOKEN_VARIABLE: Final = "TRIO_WS_BUS_TOKEN"
+
+
+@attrs.frozen
+class ServeSettings:
+    """Options of ``trio-ws-bus serve``.
+
+    Attributes:
+        host: Loopback host to listen on.
+        port: TCP port; 0 lets the system choose.
+        devices: How many simulated devices.
+        seed: Seed of the synthetic feed.
+        duration: Seconds to run; ``None``: until Ctrl-C.
+        drop_every: Drop every connection this often (seconds), if set.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    devices: int = 3
+    seed: int = 1
+    duration: float | None = None
+    drop_every: float | None = None
+
+
+def _client_counts(server: ReferenceServer) -> tuple[int, int, int]:
+    return len(server.connections), server.handshakes, server.rejections
+
+
+async def _report_clients(server: ReferenceServer, out: Output, start: float) -> None:
+    def changed_since(seen: tuple[int, int, int]) -> Callable[[ReferenceServer], bool]:
+        return lambda s: _client_counts(s) != seen
+
+    seen = _client_counts(server)
+    while True:
+        await server.wait_until(changed_since(seen))
+        seen = _client_counts(server)
+        open_, handshakes, rejected = seen
+        out.line(
+            f"{trio.current_time() - start:8.2f}  clients    {open_} open, "
+            f"{plural(handshakes, 'handshake')}, {rejected} rejected"
+        )
+
+
+async def run_serve(settings: ServeSettings, out: Output, stop: Stop) -> int:
+    """Run the reference server with the synthetic feed until stopped.
+
+    The first line printed is the server's base URL; then a demo token (on
+    purpose: it only opens this throw-away server) and a ready ``listen``
+    command line.
+
+    Returns:
+        The exit status.
+
+    Raises:
+        CommandFailed: If the server cannot listen (port in use, no IPv6).
+    """
+    from ..testing._feed import FeedModel, FeedSchedule, SyntheticFeed, device_ids
+    from ..testing._server import open_reference_server
+
+    devices = device_ids(settings.devices)
+    start = trio.current_time()
+    async with AsyncExitStack() as stack:
+        try:
+            server = await stack.enter_async_context(
+                open_reference_server(host=settings.host, port=settings.port)
+            )
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise CommandFailed(
+                f"cannot listen on {settings.host} port {settings.port}: {reason}"
+            ) from None
+        token = server.issue_token("demo", expires_in=DEMO_TOKEN_TTL)
+        listen = shlex.join(
+            [
+                *("trio-ws-bus", "listen", server.url),
+                *("--token-env", _TOKEN_VARIABLE, "--alerts", "--device", devices[0]),
+            ]
+        )
+        out.line(server.url)
+        out.line(f"token     {token}  (HS256, valid {DEMO_TOKEN_TTL / 3600:g} h)")
+        out.line(f"devices   {' '.join(devices)}")
+        out.line(f"listen    {_TOKEN_VARIABLE}={shlex.quote(token)} {listen}")
+        out.line(f"browser   {server.websocket_url(token)}")
+        out.line("Ctrl-C to stop")
+        feed = SyntheticFeed(
+            server,
+            FeedModel(devices, seed=settings.seed),
+            FeedSchedule(drop_every=settings.drop_every),
+        )
+        with stop.scope(), _deadline(settings.duration):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(feed.run)
+                nursery.start_soon(_report_clients, server, out, start)
+        out.line(
+            f"--- served {plural(len(server.all_connections), 'connection')} "
+            f"({plural(server.rejections, 'rejected handshake')}), "
+            f"{plural(feed.readings_published, 'reading')}, "
+            f"{plural(feed.alerts_published, 'alert')} "
+            f"in {trio.current_time() - start:.1f} s ---"
+        )
+    return stop.exit_code(EXIT_OK)
