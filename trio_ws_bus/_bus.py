@@ -3,19 +3,30 @@
 Rules the bus obeys (everything else follows from them):
 
 1. ``publish()`` is synchronous and never blocks: each subscription has its own
-   bounded Trio memory channel, the bus holds the send side and only ever calls
-   ``send_nowait``. A full buffer is resolved by the subscription's `Overflow`
-   policy, so one stalled subscriber never delays the publisher or the others.
+   bounded buffer, and publishing either hands the message to a task waiting in
+   ``receive()`` or appends it to that buffer. A full buffer is resolved by the
+   subscription's `Overflow` policy, so one stalled subscriber never delays the
+   publisher or the others.
 2. Registration is copy-on-write: the routing tables hold tuples that are
    replaced, never mutated. A publish iterates the snapshot it started with, so a
    handler may subscribe, unsubscribe, publish or ``clear()`` safely; such
    changes take effect from the next publish.
-3. Routing is an exact-topic dict lookup plus a scan of the (short) list of
-   prefix patterns. Topics nobody listens to cost one failed lookup, however
-   many other topics exist.
+3. Routing is an exact-topic dict lookup plus one ``str.startswith`` call with
+   the tuple of every pattern's prefix (the patterns are scanned one by one only
+   when one of them matches). Topics nobody listens to cost one failed lookup,
+   however many other topics exist.
 4. A subscription is registered when its context manager is entered and removed
    when it exits, whatever the exit; a receive side closed behind the bus's back
    is removed at the next publish that reaches it.
+5. Each subscription is its own small channel (a buffer made on first use, the
+   tasks waiting in ``receive()``), with the semantics of a Trio memory channel
+   whose only sender is the bus: FIFO, ``receive()`` always a checkpoint, a
+   cancelled ``receive()`` loses nothing, bookkeeping protected from
+   ``KeyboardInterrupt`` (Trio's KI protection). It is not a Trio memory
+   channel because an idle subscriber should cost as little as possible: a
+   memory channel pair with its empty buffer and bookkeeping takes about 2 KB,
+   more than everything else an idle subscriber holds (``bench/memory.py``
+   measures it).
 """
 
 from __future__ import annotations
@@ -25,13 +36,25 @@ import inspect
 import logging
 import operator
 from abc import ABCMeta
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Final, NoReturn, TypeVar, final
 
 import attrs
+import outcome
 import trio
+from trio.lowlevel import (
+    Abort,
+    Task,
+    cancel_shielded_checkpoint,
+    checkpoint_if_cancelled,
+    current_task,
+    enable_ki_protection,
+    reschedule,
+    wait_task_rescheduled,
+)
 
 from ._errors import SubscriberLagged
 
@@ -151,19 +174,23 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
     raise `SubscriberLagged` once after a loss; the subscription stays usable,
     so catch it and keep receiving.
 
+    Several tasks may receive from one subscription: each message goes to one
+    of them, to the one that has waited longest.
+
     The type parameter is the payload type; the bus does not check it
     (``Subscription[Any]`` unless you annotate otherwise).
     """
 
     __slots__ = (
+        "_buffer",
         "_bus",
         "_closed",
         "_dropped",
+        "_ended",
+        "_limit",
         "_missed",
-        "_receive",
         "_registered",
-        "_send",
-        "_send_nowait",
+        "_waiters",
         "max_buffer",
         "overflow",
         "topic",
@@ -172,9 +199,6 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
     def __init__(
         self, bus: MessageBus, topic: str, max_buffer: int, overflow: Overflow
     ) -> None:
-        send: trio.MemorySendChannel[Any]
-        receive: trio.MemoryReceiveChannel[Any]
-        send, receive = trio.open_memory_channel(max_buffer)
         self.topic: Final[str] = topic
         """The topic or prefix pattern this subscription was made for."""
         self.max_buffer: Final[int] = max_buffer
@@ -183,12 +207,19 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
         """The policy applied when a message finds the buffer full."""
         self._dropped = 0
         self._bus = bus
-        self._send = send
-        # The publish hot path calls this bound method directly.
-        self._send_nowait = send.send_nowait
-        self._receive = receive
+        # Messages published while no task waited, oldest first; made on first
+        # use, since an empty deque alone takes more than half a KiB.
+        self._buffer: deque[Any] | None = None
+        # Tasks blocked in receive(), longest waiting first. Non-empty only
+        # while the buffer is empty.
+        self._waiters: list[Task] = []
+        # What the publish fast path compares the buffer's length with:
+        # max_buffer while the subscription accepts messages, 0 once it was
+        # closed or ended, which sends every publish to the slow path.
+        self._limit = max_buffer
         self._missed = 0  # Overflow.ERROR: losses not reported yet
         self._registered = False
+        self._ended = False  # MessageBus.clear(): nothing comes after the buffer
         self._closed = False  # our receive side, closed by aclose() or the context
 
     def __repr__(self) -> str:
@@ -202,6 +233,7 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
         """How many messages this subscription lost to its overflow policy so far."""
         return self._dropped
 
+    @enable_ki_protection
     def receive_nowait(self) -> _T_co:
         """Return the next message if one is buffered, without blocking.
 
@@ -215,11 +247,18 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
                 the buffer is drained.
             trio.ClosedResourceError: If this subscription was closed.
         """
-        if self._missed and not self._closed:
+        if self._closed:
+            raise trio.ClosedResourceError
+        if self._missed:
             missed, self._missed = self._missed, 0
             raise SubscriberLagged(missed)
-        return self._receive.receive_nowait()  # type: ignore[no-any-return]
+        if self._buffer:
+            return self._buffer.popleft()  # type: ignore[no-any-return]
+        if self._ended:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
 
+    @enable_ki_protection
     async def receive(self) -> _T_co:
         """Wait for the next message and return it.
 
@@ -236,13 +275,33 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
                 the buffer is drained.
             trio.ClosedResourceError: If this subscription was closed.
         """
+        await checkpoint_if_cancelled()
+        buffer = self._buffer
+        if buffer and not self._missed:
+            # The common case first: a message is waiting.
+            value = buffer.popleft()
+            await cancel_shielded_checkpoint()
+            return value  # type: ignore[no-any-return]
         if self._missed and not self._closed:
-            await trio.lowlevel.checkpoint()
+            await cancel_shielded_checkpoint()
             # Re-read: more may have been lost, or another task reported it.
             missed, self._missed = self._missed, 0
             if missed and not self._closed:
                 raise SubscriberLagged(missed)
-        return await self._receive.receive()  # type: ignore[no-any-return]
+            # Another receiver reported it while we yielded: start over.
+            return await self.receive()  # pragma: no cover - a race of receivers
+        if buffer or self._closed or self._ended:
+            return self.receive_nowait()  # a message, Closed or EndOfChannel
+        # Nothing buffered: wait for publish() to hand us a message directly.
+        task = current_task()
+        waiters = self._waiters
+        waiters.append(task)
+
+        def abort(_: object) -> Abort:
+            waiters.remove(task)
+            return Abort.SUCCEEDED
+
+        return await wait_task_rescheduled(abort)  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         """Unregister from the bus and close this channel.
@@ -253,11 +312,48 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
         self._close()
         await trio.lowlevel.checkpoint()
 
+    @enable_ki_protection
     def _close(self) -> None:
         self._bus._unregister(self)
-        self._send.close()
-        self._receive.close()
+        self._close_receive_side()
+
+    @enable_ki_protection
+    def _close_receive_side(self) -> None:
         self._closed = True
+        self._limit = 0
+        self._buffer = None
+        self._wake_all(trio.ClosedResourceError)
+
+    @enable_ki_protection
+    def _end(self) -> None:
+        """No message will come after those buffered (`MessageBus.clear`)."""
+        self._registered = False
+        self._ended = True
+        self._limit = 0
+        self._wake_all(trio.EndOfChannel)
+
+    def _wake_all(self, error: type[Exception]) -> None:
+        waiters, self._waiters = self._waiters, []
+        for task in waiters:
+            reschedule(task, outcome.Error(error()))
+
+    @property
+    def _receive(self) -> _ReceiveSide:
+        """The receive side alone, for code that must close it behind our back."""
+        return _ReceiveSide(self)
+
+
+@final
+class _ReceiveSide:
+    """Closes a subscription's receive side without telling the bus (rule 4)."""
+
+    __slots__ = ("_subscription",)
+
+    def __init__(self, subscription: Subscription[Any]) -> None:
+        self._subscription = subscription
+
+    def close(self) -> None:
+        self._subscription._close_receive_side()
 
 
 @final
@@ -367,6 +463,7 @@ class MessageBus:
         "_exact",
         "_handler_errors",
         "_pattern_list",
+        "_pattern_prefixes",
         "_patterns",
         "_published",
     )
@@ -376,6 +473,8 @@ class MessageBus:
         self._patterns: dict[str, _Route] = {}  # keyed by the pattern, "*" included
         # (prefix, route) pairs scanned by publish(); rebuilt when patterns change.
         self._pattern_list: tuple[tuple[str, _Route], ...] = ()
+        # Every prefix of _pattern_list, for one startswith() call per publish.
+        self._pattern_prefixes: tuple[str, ...] = ()
         self._published = 0
         self._delivered = 0
         self._dropped = 0
@@ -508,10 +607,10 @@ class MessageBus:
         self._exact = {}
         self._patterns = {}
         self._pattern_list = ()
+        self._pattern_prefixes = ()
         for route in routes:
             for subscription in route.subscriptions:
-                subscription._registered = False
-                subscription._send.close()
+                subscription._end()
 
     def statistics(self) -> BusStatistics:
         """Return counters and sizes of this bus (see `BusStatistics`)."""
@@ -528,6 +627,7 @@ class MessageBus:
 
     # -- publishing --------------------------------------------------------------
 
+    @enable_ki_protection
     def publish(self, topic: str, payload: object) -> int:
         """Deliver ``payload`` to every listener of ``topic``; never blocks.
 
@@ -553,9 +653,10 @@ class MessageBus:
         route = self._exact.get(topic)
         if route is not None:
             delivered = self._deliver(route, topic, payload)
-        for prefix, route in self._pattern_list:
-            if topic.startswith(prefix):
-                delivered += self._deliver(route, topic, payload)
+        if self._pattern_prefixes and topic.startswith(self._pattern_prefixes):
+            for prefix, route in self._pattern_list:
+                if topic.startswith(prefix):
+                    delivered += self._deliver(route, topic, payload)
         self._delivered += delivered
         return delivered
 
@@ -563,29 +664,40 @@ class MessageBus:
         subscriptions = route.subscriptions
         delivered = len(subscriptions)
         for subscription in subscriptions:
-            try:
-                subscription._send_nowait(payload)
-            except trio.WouldBlock:
-                if not self._overflowed(subscription, payload):
-                    delivered -= 1
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                # Receive side closed behind our back, or closed by a handler
-                # earlier in this publish (we iterate a snapshot).
-                self._unregister(subscription)
+            waiters = subscription._waiters
+            if waiters:
+                # A task waits in receive(), so the buffer is empty: hand over.
+                reschedule(waiters.pop(0), outcome.Value(payload))
+                continue
+            buffer = subscription._buffer
+            if buffer is not None and len(buffer) < subscription._limit:
+                buffer.append(payload)
+                continue
+            if not self._buffer_slow(subscription, payload):
                 delivered -= 1
         handlers = route.handlers
         if handlers:
             delivered += self._call_handlers(handlers, topic, payload)
         return delivered
 
-    def _overflowed(self, subscription: Subscription[Any], payload: object) -> bool:
-        """Apply the overflow policy to a full subscription; True if delivered."""
+    def _buffer_slow(self, subscription: Subscription[Any], payload: object) -> bool:
+        """Buffer when the fast path could not; True if the message was delivered."""
+        if subscription._closed or subscription._ended:
+            # Receive side closed behind our back, or closed or ended by a
+            # handler earlier in this publish (we iterate a snapshot).
+            self._unregister(subscription)
+            return False
+        buffer = subscription._buffer
+        if buffer is None:
+            buffer = subscription._buffer = deque()
+        if len(buffer) < subscription.max_buffer:
+            buffer.append(payload)
+            return True
         subscription._dropped += 1
         self._dropped += 1
         if subscription.overflow is Overflow.DROP_OLDEST:
-            # Full buffer, so nobody waits in receive() and nothing is in flight.
-            subscription._receive.receive_nowait()
-            subscription._send_nowait(payload)
+            buffer.popleft()
+            buffer.append(payload)
             return True
         if subscription.overflow is Overflow.ERROR:
             subscription._missed += 1
@@ -650,6 +762,7 @@ class MessageBus:
         self._pattern_list = tuple(
             (pattern[:-1], route) for pattern, route in self._patterns.items()
         )
+        self._pattern_prefixes = tuple(prefix for prefix, _ in self._pattern_list)
 
     def _register(self, subscription: Subscription[Any]) -> None:
         route = self._route_for(subscription.topic)
