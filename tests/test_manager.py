@@ -7,6 +7,7 @@ in-memory streams) under ``MockClock`` autojump, so times are exact.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import pytest
@@ -22,9 +23,16 @@ from trio_ws_bus import (
     ConnectionGaveUp,
     ConnectionStatus,
     Telemetry,
+    _manager,
     open_websocket_manager,
 )
-from trio_ws_bus.testing import ReferenceServer, make_alert, open_reference_server
+from trio_ws_bus.testing import (
+    Opcode,
+    ReferenceServer,
+    encode_frame,
+    make_alert,
+    open_reference_server,
+)
 
 CONNECTING = ConnectionEvent(ConnectionStatus.CONNECTING)
 CONNECTED = ConnectionEvent(ConnectionStatus.CONNECTED)
@@ -386,3 +394,63 @@ async def test_an_error_in_the_body_comes_out_as_itself(
         assert server.all_connections[0].close_code == 1000
         await trio.testing.wait_all_tasks_blocked()
         assert task_census.live - before == set()
+
+
+def test_messages_are_routed_in_the_transport_reader() -> None:
+    """The installed trio-websocket supports routing in its reader task.
+
+    If an upgrade removes the internals the fast path relies on, the manager
+    falls back to get_message() (correct, but slower); this test says so.
+    """
+    assert _manager._ROUTING_SUPPORTED
+
+
+async def test_order_holds_across_the_fast_and_slow_paths(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Fragmented and binary frames (slow path) never overtake or trail short ones."""
+    async with open_reference_server(listen=False) as server:
+        async with manager_on(server) as (manager, _):
+            async with manager.alerts(max_buffer=100) as alerts:
+                await server.wait_subscribed("alerts")
+                connection = server.connections[0]
+
+                def alerts_frame(alert_id: int) -> bytes:
+                    text = json.dumps(
+                        {"type": "alerts", "alerts": [make_alert(alert_id)]}
+                    )
+                    return text.encode()
+
+                frames = b"".join(
+                    [
+                        encode_frame(Opcode.TEXT, alerts_frame(1)),
+                        # Alert 2 in two fragments: it takes the slow path.
+                        encode_frame(Opcode.TEXT, alerts_frame(2)[:10], fin=False),
+                        encode_frame(Opcode.CONTINUATION, alerts_frame(2)[10:]),
+                        encode_frame(Opcode.TEXT, alerts_frame(3)),
+                        encode_frame(Opcode.BINARY, b"\x00binary"),
+                        encode_frame(Opcode.TEXT, alerts_frame(4)),
+                    ]
+                )
+                assert await connection.write_raw(frames)
+                received = [(await alerts.receive())[0].alert_id for _ in range(4)]
+                assert received == [1, 2, 3, 4]
+                assert manager.statistics().invalid_messages == 1
+                assert manager.is_connected
+
+
+async def test_telemetry_without_a_device_id_is_invalid_not_fatal(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A telemetry message with an empty device_id is counted; the connection stays."""
+    async with open_reference_server(listen=False) as server:
+        async with manager_on(server) as (manager, _):
+            async with manager.telemetry("d1") as d1:
+                await server.wait_subscribed("device", "d1")
+                data = {"timestamp": "2024-01-01T00:00:00Z", "metrics": {}}
+                empty = {"type": "telemetry", "device_id": "", "data": data}
+                await server.send_raw(json.dumps(empty))
+                await server.publish_telemetry("d1", {"ok": True})
+                assert (await d1.receive()).metrics == {"ok": True}
+                assert manager.statistics().invalid_messages == 1
+                assert manager.statistics().connections == 1

@@ -40,7 +40,9 @@ from typing import Any, Final
 import attrs
 import trio
 import trio_websocket
-from wsproto.connection import ConnectionState
+from wsproto import WSConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, TextMessage
 from wsproto.frame_protocol import FrameProtocol
 from wsproto.utilities import LocalProtocolError
 
@@ -111,10 +113,98 @@ _RECEIVE_BUFFER_SIZE: Final = 64 * 1024
 #: Messages trio-websocket may queue ahead of our reader. Small: our reader
 #: drains it at once, and each slot may hold up to ``max_message_size``.
 _TRANSPORT_QUEUE_SIZE: Final = 4
+_TELEMETRY_PREFIX: Final = telemetry_topic("x")[:-1]  # "telemetry:"
 _CLIENT_CLOSE_REASON: Final = "Client disconnect"
 _PROTOCOL_ERROR_CLOSE_REASON: Final = "Protocol error"
 _TOO_BIG_REASON: Final = "Message too big"
 _NO_TOKEN_MESSAGE: Final = "No auth token"
+
+
+class _RoutingConnection(trio_websocket.WebSocketConnection):
+    """A trio-websocket connection that routes text messages in its reader task.
+
+    trio-websocket hands every message from its reader task to
+    ``get_message()`` through a memory channel: one more task switch per
+    message, which costs about as much as parsing the frame did
+    (``docs/performance.rst``). Once the manager sets ``route``, each complete
+    text message of at most ``route_limit`` characters goes to ``route`` in
+    the reader task itself, followed by a schedule point as the channel's
+    ``send`` had. Everything else (binary frames, fragmented or long
+    messages, and any message before ``route`` is set) takes the channel as
+    before, and so does every later message until the manager has handled
+    those (``diverted``): the order of messages never changes.
+
+    This overrides a private method of trio-websocket; ``_open_connection``
+    falls back to the plain connection when the internals it relies on are
+    missing.
+    """
+
+    route: Callable[[str], None] | None = None
+    route_limit: int = 0
+    diverted: int = 0  # messages put in the channel, not yet handled by _read
+
+    async def _handle_message_event(self, event: BytesMessage | TextMessage) -> None:
+        route = self.route
+        if (
+            route is not None
+            and not self.diverted
+            and event.message_finished
+            and type(event) is TextMessage
+            and not self._message_parts
+            and len(event.data) <= self.route_limit
+        ):
+            route(event.data)
+            # A schedule point, as the channel's send() was, so subscribers
+            # run between messages. Cancellation is noticed at the reader's
+            # next receive from the stream, one receive buffer later at most.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        if event.message_finished:
+            self.diverted += 1
+        await super()._handle_message_event(event)
+
+
+_ROUTING_SUPPORTED: Final = all(
+    callable(getattr(trio_websocket.WebSocketConnection, name, None))
+    for name in ("_handle_message_event", "_reader_task")
+)
+
+
+async def _open_connection(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    host: str,
+    resource: str,
+    *,
+    max_message_size: int,
+) -> trio_websocket.WebSocketConnection:
+    """``trio_websocket.wrap_client_stream``, making a `_RoutingConnection`."""
+    options: dict[str, Any] = {
+        "message_queue_size": _TRANSPORT_QUEUE_SIZE,
+        "max_message_size": max_message_size,
+        "receive_buffer_size": _RECEIVE_BUFFER_SIZE,
+    }
+    if _ROUTING_SUPPORTED:
+        connection = _RoutingConnection(
+            stream,
+            WSConnection(ConnectionType.CLIENT),
+            host=host,
+            path=resource,
+            **options,
+        )
+        opened = getattr(connection, "_open_handshake", None)
+        if isinstance(opened, trio.Event) and hasattr(connection, "_message_parts"):
+            # What wrap_client_stream does (trio-websocket 0.12).
+            nursery.start_soon(connection._reader_task)
+            await opened.wait()
+            return connection
+    return await trio_websocket.wrap_client_stream(
+        nursery,
+        stream,  # type: ignore[arg-type]  # any trio.abc.Stream works
+        host,
+        resource,
+        **options,
+    )
 
 
 @attrs.frozen
@@ -664,14 +754,12 @@ class WebSocketManager:
         with trio.CancelScope(deadline=deadline):
             async with trio.open_nursery() as watch:
                 watch.start_soon(raise_when_ended, stream)
-                connection = await trio_websocket.wrap_client_stream(
+                connection = await _open_connection(
                     nursery,
-                    stream,  # type: ignore[arg-type]  # any trio.abc.Stream works
+                    stream,
                     target.host_header,
                     target.resource,
-                    message_queue_size=_TRANSPORT_QUEUE_SIZE,
                     max_message_size=self._max_message_size,
-                    receive_buffer_size=_RECEIVE_BUFFER_SIZE,
                 )
                 watch.cancel_scope.cancel()
                 return connection
@@ -727,6 +815,12 @@ class WebSocketManager:
         # trio-websocket limits text by characters; the limit is in bytes, and
         # a str of n characters has at most 4n bytes in UTF-8.
         char_limit = self._max_message_size // 4
+        routed = connection if isinstance(connection, _RoutingConnection) else None
+        if routed is not None:
+            # Short text messages are routed in the reader task from now on;
+            # this loop gets the rest, in order.
+            routed.route_limit = char_limit
+            routed.route = route
         try:
             while True:
                 message = await connection.get_message()
@@ -741,6 +835,8 @@ class WebSocketManager:
                     await trio.aclose_forcefully(stream)
                     return 1009, _TOO_BIG_REASON
                 route(message)
+                if routed is not None:
+                    routed.diverted -= 1
         except trio_websocket.ConnectionClosed as exc:
             if exc.reason is None:
                 return 1006, None
@@ -779,8 +875,11 @@ class WebSocketManager:
         kind = type(decoded)
         if kind is TelemetryMessage:
             assert isinstance(decoded, TelemetryMessage)
+            if not decoded.device_id:
+                self._invalid("telemetry without a device_id")
+                return
             counters.telemetry_messages += 1
-            self.bus.publish(telemetry_topic(decoded.device_id), decoded.telemetry)
+            self.bus.publish(_TELEMETRY_PREFIX + decoded.device_id, decoded.telemetry)
         elif kind is AlertsMessage:
             assert isinstance(decoded, AlertsMessage)
             counters.alerts_messages += 1
