@@ -454,3 +454,17 @@ async def test_telemetry_without_a_device_id_is_invalid_not_fatal(
                 assert (await d1.receive()).metrics == {"ok": True}
                 assert manager.statistics().invalid_messages == 1
                 assert manager.statistics().connections == 1
+
+
+async def test_close_codes_are_plain_ints(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Events carry close codes as int, not wsproto's enum (same repr everywhere)."""
+    async with open_reference_server(listen=False) as server:
+        async with manager_on(server) as (manager, events):
+            await manager.wait_connected()
+            await server.close_connections(1001, "going away")
+            await server.wait_until(lambda s: len(s.all_connections) == 2)
+            codes = [e.code for e in events if e.code is not None]
+            assert codes == [1001]
+            assert type(codes[0]) is int

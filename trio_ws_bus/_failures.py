@@ -113,7 +113,7 @@ def failure_from_exception(exc: BaseException) -> ConnectionFailure:
             reason="Invalid handshake answer: not a WebSocket upgrade",
         )
     if isinstance(exc, trio_websocket.ConnectionClosed):
-        code = exc.reason.code if exc.reason is not None else 1006
+        code = int(exc.reason.code) if exc.reason is not None else 1006
         return ConnectionFailure(
             FailureKind.CLOSED, close_code=code, reason="Connection closed"
         )

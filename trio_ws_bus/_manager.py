@@ -840,7 +840,7 @@ class WebSocketManager:
         except trio_websocket.ConnectionClosed as exc:
             if exc.reason is None:
                 return 1006, None
-            code, reason = exc.reason.code, exc.reason.reason
+            code, reason = int(exc.reason.code), exc.reason.reason
             state = wsproto_state(connection)
             if code == 1009 and state is ConnectionState.LOCAL_CLOSING:
                 # trio-websocket's own limit (in characters) closed it.
