@@ -4,6 +4,8 @@ Run from the repository root::
 
     python bench/decode.py
 
+or as part of the suite: ``python -m bench --only decode``.
+
 Three decoders are timed on the same two frames (a ~200 B telemetry message and
 an alerts message with 10 alerts, ~2.7 KB):
 
@@ -22,6 +24,7 @@ the table shows the median, min and max over rounds of the mean cost per call.
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib.util
 import json
@@ -46,52 +49,27 @@ from trio_ws_bus._protocol import (
     decode_server_message,
 )
 
+if __package__:  # python -m bench, or imported
+    from ._common import Config, Result, Row
+    from ._frames import alerts_frame, telemetry_frame
+else:  # python bench/decode.py
+    from _frames import alerts_frame, telemetry_frame  # type: ignore[no-redef]
+
+NAME = "decode"
+
 ROUNDS = 7
 ITERATIONS = 20_000
 
 # ---------------------------------------------------------------------------
-# The frames
+# The frames (bench/_frames.py: the seed's shapes, shared by every benchmark)
 
 
 def _telemetry_frame() -> str:
-    return json.dumps(
-        {
-            "type": "telemetry",
-            "device_id": "sensor-0042",
-            "data": {
-                "timestamp": "2024-05-01T12:00:00.000Z",
-                "metrics": {
-                    "temperature": 21.5,
-                    "humidity": 48.25,
-                    "battery": 87,
-                    "online": True,
-                    "rssi": -67,
-                    "voltage": 3.71,
-                },
-            },
-        },
-        separators=(",", ":"),
-    )
+    return telemetry_frame()
 
 
 def _alerts_frame(count: int = 10) -> str:
-    alerts = [
-        {
-            "alert_id": 100_000 + i,
-            "tenant_id": "acme",
-            "device_id": f"dev-{i}",
-            "alert_type": "temp",
-            "severity": 1 + i % 5,
-            "summary": "Temperature high",
-            "status": "open",
-            "created_at": "2024-05-01T12:00:00Z",
-            "fingerprint": f"{i:016x}",
-            "details": {"value": 41.2, "limit": 40},
-            "closed_at": None if i % 2 else "2024-05-01T12:30:00Z",
-        }
-        for i in range(count)
-    ]
-    return json.dumps({"type": "alerts", "alerts": alerts}, separators=(",", ":"))
+    return alerts_frame(count)
 
 
 # ---------------------------------------------------------------------------
@@ -194,12 +172,14 @@ def decode_with_attrs(data: str) -> AttrsAlertsMessage | AttrsTelemetryMessage:
 # Timing
 
 
-def _mean_ns(decode: Callable[[str], object], frame: str) -> float:
-    loop = range(ITERATIONS)
+def _mean_ns(
+    decode: Callable[[str], object], frame: str, iterations: int = ITERATIONS
+) -> float:
+    loop = range(iterations)
     start = time.perf_counter_ns()
     for _ in loop:
         decode(frame)
-    return (time.perf_counter_ns() - start) / ITERATIONS
+    return (time.perf_counter_ns() - start) / iterations
 
 
 def _check(frame: str) -> None:
@@ -253,6 +233,44 @@ def main() -> None:
             f"{medians['json+attrs'] / ours:.1f}x, json.loads / msgspec = "
             f"{medians['json.loads'] / ours:.1f}x"
         )
+
+
+def run(config: Config) -> Result:
+    """The same measurement for ``python -m bench``: ns per message."""
+    from ._common import interleave
+
+    iterations = config.pick(ITERATIONS, 5_000, 200)
+    frames = {"telemetry": _telemetry_frame(), "alerts x10": _alerts_frame()}
+    decoders: dict[str, Callable[[str], object]] = {
+        "msgspec (trio_ws_bus)": decode_server_message,
+        "json.loads + attrs": decode_with_attrs,
+        "json.loads": json.loads,
+    }
+    for frame in frames.values():
+        _check(frame)
+    result = Result(
+        NAME,
+        "Decoding one message (no I/O)",
+        f"Mean of {iterations:,} calls per sample, decoders interleaved per "
+        "round; ns per message. json.loads + attrs builds validated frozen "
+        "attrs objects, as the wire messages would be without msgspec.",
+        params={
+            "iterations": iterations,
+            "rounds": config.rounds,
+            "frame_bytes": {k: len(f.encode()) for k, f in frames.items()},
+        },
+    )
+    for name, frame in frames.items():
+        samples = interleave(
+            {
+                label: functools.partial(_mean_ns, decode, frame, iterations)
+                for label, decode in decoders.items()
+            },
+            config.rounds,
+        )
+        for label, values in samples.items():
+            result.rows.append(Row(name, label, "ns/msg", values))
+    return result
 
 
 if __name__ == "__main__":
