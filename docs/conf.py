@@ -1,0 +1,258 @@
+"""Sphinx configuration: ``nox -s docs`` builds with ``-W --keep-going``.
+
+The build is the same offline and online: it fetches nothing. Links to
+external projects (Trio, the standard library, attrs, msgspec) would need
+intersphinx inventories from the network, so intersphinx is only switched on
+when ``TRIO_WS_BUS_DOCS_INTERSPHINX=1`` is set, and the external names our
+signatures and docstrings mention are listed in ``nitpick_ignore`` below (they
+render as plain code instead of links).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any
+
+from docutils import nodes
+from sphinx.addnodes import pending_xref
+from sphinx.application import Sphinx
+from sphinx.environment import BuildEnvironment
+from sphinx.errors import PycodeError
+from sphinx.pycode import ModuleAnalyzer
+from sphinx.util.nodes import make_refnode
+
+import trio_ws_bus
+
+project = "trio_ws_bus"
+author = "trio_ws_bus developers"
+copyright = "trio_ws_bus developers"
+release = trio_ws_bus.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.doctest",
+]
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "trio": ("https://trio.readthedocs.io/en/stable/", None),
+}
+if os.environ.get("TRIO_WS_BUS_DOCS_INTERSPHINX") == "1":
+    extensions.append("sphinx.ext.intersphinx")
+
+exclude_patterns = ["_build"]
+source_suffix = {".rst": "restructuredtext"}
+root_doc = "index"
+
+# The library's docstrings use single backticks for cross-references, as Trio's do.
+default_role = "py:obj"
+nitpicky = True
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+# Keep the public aliases in signatures instead of their expansion. Not
+# SubscriptionKey and SubscriptionKind: they appear inside generics in property
+# annotations (list[SubscriptionKey]), which Sphinx renders as
+# "TypeAliasForwardRef(...)"; and trio_ws_bus.testing has its own SubscriptionKey.
+autodoc_type_aliases = {
+    name: f"trio_ws_bus.{name}"
+    for name in (
+        "TokenProvider",
+        "RetryPolicy",
+        "ServerMessage",
+    )
+}
+python_use_unqualified_type_names = True
+# Long signatures (open_websocket_manager) get one parameter per line.
+maximum_signature_line_length = 88
+
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+napoleon_preprocess_types = True
+napoleon_attr_annotations = True
+
+# External names that cannot be linked offline (see the module docstring).
+# Each group is what our signatures and docstrings mention; a name missing here
+# fails the build, which is how a new external dependency gets noticed.
+_EXTERNAL = {
+    # Trio: types in signatures, exceptions named in Raises sections.
+    "trio": [
+        "trio.abc.ReceiveChannel",
+        "trio.abc.Stream",
+        "trio.ClosedResourceError",
+        "trio.BrokenResourceError",
+        "trio.EndOfChannel",
+        "trio.WouldBlock",
+        "trio.TooSlowError",
+        "trio.Nursery",
+        "trio.fail_after",
+        "trio.move_on_after",
+        "trio.testing.MockClock",
+        "trio.testing.memory_stream_pair",
+        "trio.testing.wait_all_tasks_blocked",
+        "trio.from_thread.run_sync",
+        "trio.run",
+        "trio.serve_ssl_over_tcp",
+        "trio.SSLStream",
+        "trio.open_ssl_over_tcp_stream",
+    ],
+    # msgspec: the wire messages are msgspec Structs.
+    "msgspec": ["msgspec.Struct"],
+    # The standard library.
+    "stdlib": [
+        "ssl.SSLContext",
+        "ssl.SSLError",
+        "ssl.SSLCertVerificationError",
+        "ssl.create_default_context",
+        "enum.Enum",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "bytes",
+        "bytearray",
+        "memoryview",
+        "object",
+        "dict",
+        "list",
+        "tuple",
+        "None",
+        "Any",
+        "typing.Any",
+        "Literal",
+        "typing.Literal",
+        "collections.abc.Callable",
+        "collections.abc.Awaitable",
+        "collections.abc.AsyncIterator",
+        "collections.abc.Iterator",
+        "collections.abc.Iterable",
+        "collections.abc.Mapping",
+        "collections.abc.Sequence",
+        "contextlib.AbstractAsyncContextManager",
+        "random.Random",
+        "time.time",
+        "typing.Protocol",
+        "Exception",
+        "ValueError",
+        "TypeError",
+        "RuntimeError",
+        "OSError",
+        "ConnectionRefusedError",
+        "MemoryError",
+        "RecursionError",
+        "sys.get_int_max_str_digits",
+        "logging.Logger",
+        "logging.Filter",
+    ],
+}
+_ROLES = ("py:class", "py:obj", "py:exc", "py:func", "py:data", "py:meth", "py:mod")
+nitpick_ignore = [
+    (role, name) for names in _EXTERNAL.values() for name in names for role in _ROLES
+]
+nitpick_ignore += [
+    # Private names that public docstrings mention; not importable from
+    # trio_ws_bus (reported to the maintainers: export them or reword).
+    ("py:class", "Action"),  # SubscribeRequest.action's annotation
+    ("py:obj", "DEFAULT_MAX_BUFFER"),  # MessageBus.subscribe's docstring
+]
+nitpick_ignore_regex = [
+    # Type variables of generic classes (Subscription[_T_co]).
+    (r"py:.*", r"(trio_ws_bus\._bus\.)?_T(_co)?"),
+]
+
+html_theme = "alabaster"
+html_title = f"trio_ws_bus {release}"
+html_theme_options = {
+    "description": "Live alerts and device telemetry over a WebSocket, for Trio.",
+    "fixed_sidebar": True,
+}
+
+#: trio_ws_bus._bus.MessageBus -> ("trio_ws_bus", "MessageBus"), and the same for
+#: trio_ws_bus.testing._server.ReferenceServer.
+_PRIVATE_PATH = re.compile(r"^(trio_ws_bus(?:\.testing)?)\.(?:_[a-z_]+\.)+(\w+)$")
+
+
+def _resolve_private_path(
+    app: Sphinx, env: BuildEnvironment, node: pending_xref, contnode: nodes.TextElement
+) -> nodes.Element | None:
+    """Link ``trio_ws_bus._bus.MessageBus`` to ``trio_ws_bus.MessageBus``.
+
+    Signatures name the module a class is defined in (a private one); the
+    reference documents every name where users import it from. Also lets a
+    ``py:class`` reference find a type alias documented with ``autodata``.
+    """
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"]
+    match = _PRIVATE_PATH.match(target)
+    candidates = [f"{match[1]}.{match[2]}"] if match else []
+    if not target.startswith("trio_ws_bus"):
+        candidates.append(f"trio_ws_bus.{target}")
+    candidates.append(target)
+    domain: Any = env.get_domain("py")
+    for candidate in candidates:
+        entry = domain.objects.get(candidate)
+        if entry is not None:
+            return make_refnode(
+                app.builder,
+                node["refdoc"],
+                entry.docname,
+                entry.node_id,
+                contnode,
+                candidate,
+            )
+    return None
+
+
+def _data_docstring(name: str, obj: object) -> list[str]:
+    """The docstring of module-level data, from the private module defining it.
+
+    autodoc looks for the docstring of ``trio_ws_bus.ALERTS_TOPIC`` in
+    ``trio_ws_bus/__init__.py``, which only re-exports it, and then falls back
+    to the value's class docstring (``str``'s). The docstring is in the
+    private module that assigns it (``_bus.py``): search those.
+    """
+    public, _, attribute = name.rpartition(".")
+    for module_name, module in sorted(sys.modules.items()):
+        if module is None or not module_name.startswith(public + "._"):
+            continue
+        if getattr(module, attribute, _MISSING) is not obj:
+            continue
+        try:
+            found = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        except PycodeError:
+            continue
+        doc = found.get(("", attribute))
+        if doc:
+            return list(doc)
+    return []
+
+
+_MISSING = object()
+
+
+def _fix_docstring(
+    app: Sphinx, what: str, name: str, obj: object, options: Any, lines: list[str]
+) -> None:
+    """Give module data its own docstring; keep napoleon from inventing types.
+
+    Napoleon takes the text before the first colon of an attribute's
+    docstring as the attribute's type. Our attribute docstrings never give a
+    type that way (annotations do), so an empty type is put first: napoleon
+    reads ``": Stop: ..."`` as no type and the description ``"Stop: ..."``.
+    Runs before napoleon (priority 400 < 500).
+    """
+    if what == "data" and name.startswith("trio_ws_bus."):
+        lines[:] = _data_docstring(name, obj)
+    if what in ("attribute", "data", "property") and lines and ":" in lines[0]:
+        lines[0] = ": " + lines[0]
+
+
+def setup(app: Sphinx) -> None:
+    """Register the private-path resolver and the docstring fix-ups."""
+    app.connect("missing-reference", _resolve_private_path)
+    app.connect("autodoc-process-docstring", _fix_docstring, priority=400)
