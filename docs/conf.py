@@ -157,7 +157,6 @@ nitpick_ignore += [
     # Private names that public docstrings mention; not importable from
     # trio_ws_bus (reported to the maintainers: export them or reword).
     ("py:class", "Action"),  # SubscribeRequest.action's annotation
-    ("py:obj", "DEFAULT_MAX_BUFFER"),  # MessageBus.subscribe's docstring
 ]
 nitpick_ignore_regex = [
     # Type variables of generic classes (Subscription[_T_co]).

@@ -9,6 +9,7 @@ import trio_ws_bus
 EXPECTED = {
     "ALERTS_TOPIC",
     "CONNECTION_TOPIC",
+    "DEFAULT_MAX_BUFFER",
     "ERROR_TOPIC",
     "Alert",
     "AlertsMessage",

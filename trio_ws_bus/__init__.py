@@ -14,6 +14,7 @@ from ._backoff import (
 from ._bus import (
     ALERTS_TOPIC as ALERTS_TOPIC,
     CONNECTION_TOPIC as CONNECTION_TOPIC,
+    DEFAULT_MAX_BUFFER as DEFAULT_MAX_BUFFER,
     ERROR_TOPIC as ERROR_TOPIC,
     BusStatistics as BusStatistics,
     MessageBus as MessageBus,
@@ -77,6 +78,7 @@ from ._version import (
 __all__ = [
     "ALERTS_TOPIC",
     "CONNECTION_TOPIC",
+    "DEFAULT_MAX_BUFFER",
     "ERROR_TOPIC",
     "Alert",
     "AlertsMessage",

@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto.utilities import LocalProtocolError
 
+from .._reconnect import SubscriptionKey
+
 __all__ = ["PEER_GONE", "ServerConnection", "SubscriptionKey"]
 
 logger = logging.getLogger("trio_ws_bus.testing")
 
-SubscriptionKey: TypeAlias = tuple[str, str | None]
-"""``(kind, device_id)``: ``("alerts", None)`` or ``("device", "d1")``."""
 
 # What a send or receive raises when the peer vanished or the connection is
 # closing. trio-websocket raises ConnectionClosed in most cases, but a send that
