@@ -19,6 +19,7 @@ from typing import NoReturn
 import pytest
 import trio
 import trio.testing
+from _fault_helpers import manager_tasks
 from conftest import TaskCensus
 from helpers import MEMORY_URL, manager_on
 from test_backpressure import Show, ignore, within
@@ -46,26 +47,6 @@ class AppError(Exception):
 def fail_in_body() -> NoReturn:
     """What the application does in the body: raise its own exception."""
     raise AppError("raised in the body")
-
-
-def lineage(task: trio.lowlevel.Task) -> list[str]:
-    """The names of a task and of every task above it."""
-    names = []
-    current: trio.lowlevel.Task | None = task
-    while current is not None:
-        names.append(current.name)
-        nursery = current.parent_nursery
-        current = None if nursery is None else nursery.parent_task
-    return names
-
-
-def manager_tasks(census: TaskCensus) -> list[str]:
-    """Live tasks run by a manager: its connection task and everything below it."""
-    return sorted(
-        task.name
-        for task in census.live
-        if any(name.endswith("WebSocketManager._run") for name in lineage(task))
-    )
 
 
 class Network:
