@@ -28,6 +28,11 @@ class TaskCensus(trio.abc.Instrument):
     def names(self) -> list[str]:
         return sorted(task.name for task in self.live)
 
+    async def assert_none_left(self, before: set[trio.lowlevel.Task]) -> None:
+        """Every task spawned since ``before`` (a copy of ``live``) has exited."""
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(task.name for task in self.live - before) == []
+
 
 @pytest.fixture
 async def task_census() -> AsyncIterator[TaskCensus]:

@@ -251,8 +251,7 @@ async def test_intentional_disconnect_from_every_state(
             assert [
                 t.name for t in task_census.live - before if "_run" not in t.name
             ] == []
-        await trio.testing.wait_all_tasks_blocked()
-        assert task_census.live - before == set()
+        await task_census.assert_none_left(before)
 
 
 async def test_connect_again_after_disconnect_replays(
@@ -392,8 +391,7 @@ async def test_an_error_in_the_body_comes_out_as_itself(
                 await manager.wait_connected()
                 raise AppError
         assert server.all_connections[0].close_code == 1000
-        await trio.testing.wait_all_tasks_blocked()
-        assert task_census.live - before == set()
+        await task_census.assert_none_left(before)
 
 
 def test_messages_are_routed_in_the_transport_reader() -> None:

@@ -59,14 +59,6 @@ def idle_manager_tasks(census: TaskCensus) -> list[str]:
     return [name for name in manager_tasks(census) if not name.endswith("._run")]
 
 
-async def assert_no_task_left(
-    census: TaskCensus, before: set[trio.lowlevel.Task]
-) -> None:
-    """Every task spawned since ``before`` has exited."""
-    await trio.testing.wait_all_tasks_blocked()
-    assert sorted(t.name for t in census.live - before) == []
-
-
 class TokenLog:
     """A token provider that issues a fresh token per call and records each call.
 

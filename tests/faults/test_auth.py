@@ -15,7 +15,6 @@ import trio.testing
 from _fault_helpers import (
     SEED_ATTEMPT_TIMES,
     TokenLog,
-    assert_no_task_left,
     errors,
     losses,
     retries,
@@ -62,7 +61,7 @@ async def test_every_attempt_gets_a_fresh_percent_encoded_token(
             assert server.tokens_seen == ODD_TOKENS
             assert tokens.issued == ODD_TOKENS
             assert [c.token for c in server.all_connections] == ODD_TOKENS[2:]
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 def returning(value: object) -> Callable[[], object]:
@@ -103,7 +102,7 @@ async def test_missing_token_stops_without_retrying(
             assert manager.status is ConnectionStatus.ERROR
             assert manager.statistics().attempts == 1
         assert server.transport.attempts == 0
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +146,7 @@ async def test_failing_provider_is_retried_on_the_schedule(
             assert retries(events) == [1.0, 2.0]
             assert all("very-secret" not in repr(event) for event in events)
             assert manager.statistics().connections == 1
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_slow_provider_and_handshake_share_one_open_timeout(
@@ -170,7 +169,7 @@ async def test_slow_provider_and_handshake_share_one_open_timeout(
             assert errors(events) == ["Opening handshake timed out"]
             # Failed at 5.0 (not 3 + 5), retried 1 s later, 3 s of token call.
             assert trio.current_time() == 5.0 + 1.0 + 3.0
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 # --- 13. refused credentials -----------------------------------------------------
@@ -189,7 +188,7 @@ async def test_401_once_then_a_fresh_token_recovers(
             assert tokens.relative_times() == [0.0, 1.0]
             assert errors(events) == ["Handshake rejected with HTTP 401"]
             assert server.connections[0].token == tokens.issued[1] != tokens.issued[0]
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_fatal_auth_policy_retries_a_401_at_once_with_a_fresh_token(
@@ -209,7 +208,7 @@ async def test_fatal_auth_policy_retries_a_401_at_once_with_a_fresh_token(
             assert tokens.relative_times() == [0.0, 0.0]
             assert retries(events) == [0.0]
             assert tokens.issued[0] != tokens.issued[1]
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 @pytest.mark.parametrize(
@@ -253,7 +252,7 @@ async def test_refused_forever_follows_the_policy(
         else:
             assert tokens.relative_times() == [0.0] * attempts
         assert events[-1] == ConnectionEvent(ConnectionStatus.ERROR, message=given_up)
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 # --- 14. token expiry mid-session --------------------------------------------------
@@ -297,7 +296,7 @@ async def test_token_expiry_close_reconnects_with_a_new_token_and_replays(
                 assert (await d1.receive()).metrics == {"v": 1}
             assert losses(events) == [(4001, "token expired")]
             assert retries(events) == [delay]
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 def always_now(failure: ConnectionFailure) -> RetryVerdict:
@@ -334,7 +333,7 @@ async def test_immediate_retries_never_loop(
         assert all(not (a == 0.0 and b == 0.0) for a, b in itertools.pairwise(delays))
         assert delays[:5] == first_delays
         assert len(server.all_connections) == 21
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_a_closed_managers_token_stops_rewriting_log_lines(
@@ -353,4 +352,4 @@ async def test_a_closed_managers_token_stops_rewriting_log_lines(
         async with manager_on(server, token=server.issue_token()) as (second, _):
             await second.wait_connected()
     assert "connected to http://127.0.0.1:8080" in caplog.text
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)

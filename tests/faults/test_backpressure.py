@@ -269,8 +269,7 @@ async def test_stalled_subscriber_loses_exactly_by_its_policy(
     before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         await stalled_subscriber_scenario(server, overflow)
-    await trio.testing.wait_all_tasks_blocked()
-    assert task_census.live - before == set()
+    await task_census.assert_none_left(before)
     assert no_warnings(caplog) == []
 
 
@@ -409,6 +408,5 @@ async def test_subscribers_leaving_by_cancellation_leave_no_trace(
     before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         await cancelled_subscribers_scenario(server, leave)
-    await trio.testing.wait_all_tasks_blocked()
-    assert task_census.live - before == set()
+    await task_census.assert_none_left(before)
     assert no_warnings(caplog) == []

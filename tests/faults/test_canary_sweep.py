@@ -93,14 +93,6 @@ def leaks(caplog: pytest.LogCaptureFixture, witness: Witness) -> dict[str, str]:
     }
 
 
-async def assert_no_task_left(
-    census: TaskCensus, before: set[trio.lowlevel.Task]
-) -> None:
-    """Every task started since ``before`` has ended."""
-    await trio.testing.wait_all_tasks_blocked()
-    assert census.live - before == set()
-
-
 async def test_canary_through_the_backpressure_scenarios(
     autojump_clock: trio.testing.MockClock,
     task_census: TaskCensus,
@@ -121,7 +113,7 @@ async def test_canary_through_the_backpressure_scenarios(
                 server, leave, token=CANARY, show=witness
             )
             assert server.tokens_seen == [CANARY]
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}
 
 
@@ -151,7 +143,7 @@ async def test_canary_through_the_cancellation_scenarios(
             server, seed=4, rounds=50, token=CANARY, show=witness
         )
         assert set(server.tokens_seen) == {CANARY}
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}
 
 
@@ -173,7 +165,7 @@ async def test_canary_through_load_and_soak(
     )
     assert report["faults"]["token"] >= 1
     assert report["statuses"][ConnectionStatus.ERROR] >= 1
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}
 
 
@@ -229,7 +221,7 @@ async def test_canary_echoed_by_the_server(
             assert any(e.reason == "Heartbeat timeout" for e in events)
             assert any(e.code == 4001 for e in events)
             assert events[-1].message == "Max reconnection attempts reached"
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}
 
 
@@ -265,7 +257,7 @@ async def test_canary_from_a_failing_provider(
             "Token provider returned bytes, not str",
             "Token provider failed: ValueError",
         ]
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}
 
 
@@ -286,5 +278,5 @@ async def test_canary_in_the_base_url_is_redacted_in_the_repr(
             await manager.wait_connected()
             witness(manager)
             assert "token=***" in repr(manager)
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}

@@ -259,8 +259,7 @@ async def test_manager_context_ends_cleanly_from_every_state(
     before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         await end_in_state_scenario(server, task_census, state, ending)
-    await trio.testing.wait_all_tasks_blocked()
-    assert task_census.live - before == set()
+    await task_census.assert_none_left(before)
 
 
 # --- disconnect() racing the backoff timer ------------------------------------------
@@ -430,8 +429,7 @@ async def test_connect_and_disconnect_in_quick_alternation(
     before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         await alternation_scenario(server, seed=seed)
-    await trio.testing.wait_all_tasks_blocked()
-    assert task_census.live - before == set()
+    await task_census.assert_none_left(before)
 
 
 # --- tasks still waiting on the manager when its context exits -----------------------
@@ -459,6 +457,5 @@ async def test_wait_connected_does_not_outlive_the_manager(
                 closed_at = trio.current_time()
             await trio.sleep(60)
             nursery.cancel_scope.cancel()  # the waiter, if still waiting
-    await trio.testing.wait_all_tasks_blocked()
-    assert task_census.live - before == set()
+    await task_census.assert_none_left(before)
     assert [at for at, _ in woken] == [closed_at]

@@ -204,8 +204,7 @@ async def test_a_million_messages_lose_nothing_and_keep_memory_flat(
         report = await load_scenario(
             server, messages=LOAD_MESSAGES, traced=TRACED_MESSAGES
         )
-    await trio.testing.wait_all_tasks_blocked()
-    assert task_census.live - before == set()
+    await task_census.assert_none_left(before)
     blocks_before, objects_before = report["heap after warm-up"]
     blocks_after, objects_after = report["heap at end"]
     # 900,000 messages later: one leaked small object per 1,000 messages
@@ -470,8 +469,7 @@ async def test_a_day_of_random_faults_ends_connected_without_growth(
     caplog.set_level(logging.ERROR)
     before = set(task_census.live)
     report = await soak_scenario(task_census, seed=20240601, hours=24)
-    await trio.testing.wait_all_tasks_blocked()
-    assert task_census.live - before == set()
+    await task_census.assert_none_left(before)
     assert report["tasks at end"] == report["tasks after connect"]
     assert report["max concurrent"] == 1
     assert report["open at end"] == 0

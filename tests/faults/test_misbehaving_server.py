@@ -18,7 +18,6 @@ import trio.testing
 from _fault_helpers import (
     SEED_ATTEMPT_TIMES,
     TokenLog,
-    assert_no_task_left,
     assert_tidy_logs,
     errors,
     log_lines,
@@ -130,7 +129,7 @@ async def test_frame_violation_fails_with_the_protocol_code_and_reconnects(
             assert retries(events) == [1.0]
             stats = manager.statistics()
             assert (stats.connections, stats.invalid_messages) == (2, 0)
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
     assert_tidy_logs(caplog)
     assert any("broke the WebSocket protocol" in line for line in log_lines(caplog))
 
@@ -209,7 +208,7 @@ async def test_non_101_answer_is_a_counted_failed_attempt(
                     await wait_given_up(manager) == "Max reconnection attempts reached"
                 )
             assert raw.connections == 3
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
     if status is not None:
         assert [(f.kind, f.status_code) for f in spy.failures] == [
             (FailureKind.REJECTED, status)
@@ -251,7 +250,7 @@ async def test_policy_rules_stop_on_fatal_answers(
             ) as manager:
                 assert await wait_given_up(manager) == given_up
             assert raw.connections == attempts
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
@@ -276,7 +275,7 @@ async def test_redirect_is_never_followed(status: int, task_census: TaskCensus) 
     for request in raw.requests:
         assert f"Host: 127.0.0.1:{port}\r\n".encode() in request
         assert b"token=tok-redirect" in request
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 def accept_then(*frames: bytes) -> RawAnswer:
@@ -315,7 +314,7 @@ async def test_answers_split_anywhere_are_parsed(
             assert [(f.kind, f.status_code) for f in spy.failures] == [
                 (FailureKind.REJECTED, 401)
             ]
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 HEAD_TOO_LONG = (
@@ -396,7 +395,7 @@ async def test_huge_rejection_is_cut_short_and_never_shown(
         assert "Set-Cookie" not in text
         assert "BODY-SECRET" not in text
     assert_tidy_logs(caplog, "Set-Cookie", "BODY-SECRET", "tok-huge")
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 # --- 9. bad input interleaved with valid alerts -----------------------------------
@@ -454,7 +453,7 @@ async def test_garbage_is_counted_logged_once_and_valid_alerts_flow(
                 assert stats.alerts_messages == len(GARBAGE) + 1
                 assert stats.connections == 1
                 assert manager.is_connected
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
     lines = log_lines(caplog)
     summaries = [line for line in lines if "more not logged one by one" in line]
     notice = [line for line in lines if "further ones on this connection" in line]
@@ -497,7 +496,7 @@ async def test_garbage_flood_is_summarised_at_most_once_a_minute(
         if "more not logged one by one" in line
     )
     assert summarised == 600 - 10
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 # --- 10. messages over max_message_size -------------------------------------------
@@ -558,7 +557,7 @@ async def test_max_message_size_is_measured_in_bytes(
                     assert losses(events) == [(1009, "Message too big")]
                     assert manager.statistics().invalid_messages == 1
                     assert retries(events) == [1.0]
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_frame_claiming_exabytes_costs_at_most_max_message_size(
@@ -578,7 +577,7 @@ async def test_frame_claiming_exabytes_costs_at_most_max_message_size(
             await server.wait_until(lambda s: len(s.all_connections) == 2)
             assert losses(events) == [(1009, "Message too big")]
             assert manager.statistics().invalid_messages == 1
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_oversized_resend_after_every_subscribe_follows_the_backoff(
@@ -601,7 +600,7 @@ async def test_oversized_resend_after_every_subscribe_follows_the_backoff(
         assert set(losses(events)) == {(1009, "Message too big")}
         assert manager.statistics().invalid_messages == 21
         assert [c.close_code for c in server.all_connections] == [1009] * 21
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 # --- 11. server error messages ----------------------------------------------------
@@ -632,7 +631,7 @@ async def test_server_errors_are_published_whole_and_logged_escaped_and_short(
             assert received == ERROR_TEXTS
             assert manager.statistics().server_errors == len(ERROR_TEXTS)
             assert manager.is_connected
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
     lines = [line for line in log_lines(caplog) if line.startswith("server error: ")]
     assert len(lines) == len(ERROR_TEXTS)
     assert "\\r\\n" in lines[0]

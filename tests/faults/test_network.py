@@ -21,7 +21,6 @@ from _fault_helpers import (
     CONNECTING,
     SEED_ATTEMPT_TIMES,
     TokenLog,
-    assert_no_task_left,
     errors,
     idle_manager_tasks,
     losses,
@@ -90,7 +89,7 @@ async def test_unreachable_attempts_are_counted_and_retried(
             stats = manager.statistics()
             assert (stats.attempts, stats.connections) == (4, 1)
         assert manager_tasks(task_census) == []
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_failed_attempt_leaves_no_reader_task_during_backoff(
@@ -112,7 +111,7 @@ async def test_failed_attempt_leaves_no_reader_task_during_backoff(
             assert idle_manager_tasks(task_census) == []
             await manager.wait_connected()
             assert trio.current_time() == 6.0
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_stalled_handshake_is_bounded_by_open_timeout(
@@ -138,7 +137,7 @@ async def test_stalled_handshake_is_bounded_by_open_timeout(
             assert errors(events) == ["Opening handshake timed out"] * 2
             assert seen == [FailureKind.TIMEOUT] * 2
             assert manager.statistics().attempts == 3
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 # --- 2. abrupt drops ----------------------------------------------------------------
@@ -195,7 +194,7 @@ async def test_drop_mid_message_delivers_complete_messages_only(
             assert losses(events) == [(1006, None)]
             stats = manager.statistics()
             assert (stats.alerts_messages, stats.invalid_messages) == (3, 0)
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 # --- 3. half-open connection ---------------------------------------------------------
@@ -237,7 +236,7 @@ async def test_half_open_connection_is_detected_by_the_heartbeat(
             assert (stats.connections, stats.reconnects) == (2, 1)
             assert losses(events) == [(1006, "Heartbeat timeout")]
             assert manager.is_connected
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 # --- 4. flapping server ---------------------------------------------------------
@@ -277,7 +276,7 @@ async def test_flapping_server_spends_the_budget_without_a_tight_loop(
         assert retries(events) == list(Backoff().delays())
         expected_code = 1006 if close_code is None else close_code
         assert {code for code, _ in losses(events)} == {expected_code}
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_connection_that_stays_up_gives_the_retries_back(
@@ -299,7 +298,7 @@ async def test_connection_that_stays_up_gives_the_retries_back(
             await server.drop_connections()
             await server.wait_until(lambda s: len(s.all_connections) == 6)
             assert retries(events)[-1] == 1.0
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 # --- 5. a close handshake that never completes ----------------------------------------
@@ -333,7 +332,7 @@ async def test_unanswered_close_handshake_is_bounded_by_close_timeout(
             ConnectionStatus.DISCONNECTED, code=1000, reason="Client disconnect"
         )
         assert manager_tasks(task_census) == []
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_ping_racing_our_close_frame_does_not_crash(
@@ -356,7 +355,7 @@ async def test_ping_racing_our_close_frame_does_not_crash(
             )
             manager.connect()  # ...and the manager still works
             await manager.wait_connected()
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 # --- 6. server restarts ---------------------------------------------------------
@@ -404,4 +403,4 @@ async def test_server_restart_reconnects_and_replays(
             assert retries(events) == [1.0]
             assert events[-2:] == [CONNECTING, CONNECTED]
         assert server.max_concurrent_connections == 1
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)

@@ -15,7 +15,6 @@ import trio
 import trio.testing
 import trustme
 from _fault_helpers import (
-    assert_no_task_left,
     errors,
     manager_tasks,
     wait_given_up,
@@ -130,7 +129,7 @@ async def test_wss_verifies_certificates_by_default(
     assert errors(events) == [message, "Max reconnection attempts reached"]
     assert spy.kinds == [FailureKind.TLS_ERROR]
     assert "tok-tls" not in caplog.text
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_tls_failure_can_be_made_fatal(
@@ -149,7 +148,7 @@ async def test_tls_failure_can_be_made_fatal(
                 reason = await wait_given_up(manager)
     assert reason.startswith("TLS certificate verification failed: ")
     assert reason.endswith("(not retried)")
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_custom_ssl_context_works_end_to_end(
@@ -185,7 +184,7 @@ async def test_custom_ssl_context_works_end_to_end(
             assert manager_tasks(task_census) == []
             await server.wait_connections(0)
             assert server.all_connections[-1].close_code == 1000
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_wss_to_a_plain_server_fails_fast(task_census: TaskCensus) -> None:
@@ -207,7 +206,7 @@ async def test_wss_to_a_plain_server_fails_fast(task_census: TaskCensus) -> None
     assert message is not None
     assert message.startswith("TLS failed: ")
     assert spy.kinds == [FailureKind.TLS_ERROR]
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 # --- plain ws: ------------------------------------------------------------------------
@@ -251,7 +250,7 @@ async def test_plain_ws_to_a_remote_host_logs_a_warning(
     else:
         assert warnings == []
     assert token not in caplog.text
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
 
 
 async def test_ssl_context_with_a_plain_url_is_refused(task_census: TaskCensus) -> None:
@@ -262,4 +261,4 @@ async def test_ssl_context_with_a_plain_url_is_refused(task_census: TaskCensus) 
             async with manager_on(server, ssl_context=ssl.create_default_context()):
                 pass  # pragma: no cover
         assert server.transport.attempts == 0
-    await assert_no_task_left(task_census, before)
+    await task_census.assert_none_left(before)
