@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ConnectionGaveUp",
     "ProtocolError",
+    "ProxyError",
     "SubscriberLagged",
     "TrioWsBusError",
 ]
@@ -52,3 +53,15 @@ class ConnectionGaveUp(TrioWsBusError):
         super().__init__(reason)
         self.reason = reason
         """Why the manager gave up, as published on the connection topic."""
+
+
+class ProxyError(TrioWsBusError, OSError):
+    """The proxy failed the attempt: down, refused, wants credentials, no route.
+
+    The message names the proxy's host and port, never its credentials.
+    """
+
+    def __init__(self, message: str, *, proxy: str) -> None:
+        super().__init__(message)
+        self.proxy = proxy
+        """The proxy as ``host:port`` (credentials are never kept here)."""

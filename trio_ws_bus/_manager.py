@@ -891,9 +891,6 @@ class WebSocketManager:
             self.bus.publish(ERROR_TOPIC, decoded.message)
         elif isinstance(decoded, (SubscribedMessage, UnsubscribedMessage)):
             counters.acks += 1
-            key = _ack_key(decoded)
-            if key is not None:
-                self._ledger.record_ack(key, subscribed=kind is SubscribedMessage)
 
     def _invalid(self, reason: str) -> None:
         self._counters.invalid_messages += 1
@@ -988,14 +985,6 @@ def _subscription_key(kind: SubscriptionKind, device_id: str | None) -> Subscrip
             raise ValueError("a 'device' subscription needs a non-empty device_id")
         return ("device", device_id)
     raise ValueError(f"kind must be 'alerts' or 'device', got {kind!r}")
-
-
-def _ack_key(ack: SubscribedMessage | UnsubscribedMessage) -> SubscriptionKey | None:
-    if ack.channel == "alerts":
-        return ("alerts", None)
-    if ack.channel == "device" and ack.device_id:
-        return ("device", ack.device_id)
-    return None
 
 
 def _utf8_size(message: str | bytes) -> int:

@@ -51,6 +51,11 @@ class FailureKind(str, enum.Enum):
     """The server answered the handshake with an HTTP status (401, 503, 301, ...)."""
     PROTOCOL_ERROR = "protocol_error"
     """The server's answer to the handshake was not a valid HTTP upgrade answer."""
+    INVALID_TOKEN = "invalid_token"
+    """The token cannot be sent: it is not valid text (a lone surrogate, ...)."""
+    PROXY_ERROR = "proxy_error"
+    """The proxy is down, refused the tunnel, wants credentials or cannot
+    reach the target."""
     CLOSED = "closed"
     """An open connection ended: close frame, vanished peer (1006), heartbeat,
     a frame that broke the protocol (1002, 1007) or a message too big (1009)."""
@@ -70,6 +75,8 @@ class ConnectionFailure:
             it vanished without a close frame), else ``None``.
         reason: A short, token-free description for events and logs.
         connected_for: Seconds the connection had been open (``CLOSED`` only).
+        retry_after: Seconds the server asked us to wait (its ``Retry-After``
+            header on a rejected handshake), else ``None``.
         repeats: How many failures just before this one, in a row, had the
             same kind, status code and close code (0 for the first). The
             manager fills it in before asking the retry policy; a connection
@@ -82,6 +89,7 @@ class ConnectionFailure:
     close_code: int | None = None
     reason: str | None = None
     connected_for: float | None = None
+    retry_after: float | None = None
     repeats: int = 0
 
     @property
@@ -338,8 +346,6 @@ class SubscriptionLedger:
     _references: Counter[SubscriptionKey] = attrs.field(factory=Counter)
     _wanted: dict[SubscriptionKey, None] = attrs.field(factory=dict)
     _on_server: dict[SubscriptionKey, None] | None = None
-    acknowledged: set[SubscriptionKey] = attrs.field(factory=set)
-    """Subscriptions the server has confirmed on the current connection."""
 
     @property
     def wanted(self) -> list[SubscriptionKey]:
@@ -378,12 +384,10 @@ class SubscriptionLedger:
     def connection_opened(self) -> None:
         """A new connection: the server holds nothing yet."""
         self._on_server = {}
-        self.acknowledged.clear()
 
     def connection_lost(self) -> None:
         """No connection: nothing is pending until the next one opens."""
         self._on_server = None
-        self.acknowledged.clear()
 
     def pending(self) -> list[SubscribeRequest]:
         """The requests to send now, in order (empty while disconnected)."""
@@ -410,11 +414,3 @@ class SubscriptionLedger:
             self._on_server[request.key] = None
         else:
             self._on_server.pop(request.key, None)
-            self.acknowledged.discard(request.key)
-
-    def record_ack(self, key: SubscriptionKey, *, subscribed: bool) -> None:
-        """Record the server's ``subscribed`` / ``unsubscribed`` answer."""
-        if subscribed:
-            self.acknowledged.add(key)
-        else:
-            self.acknowledged.discard(key)
