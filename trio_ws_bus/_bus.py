@@ -63,6 +63,7 @@ __all__ = [
     "CONNECTION_TOPIC",
     "DEFAULT_MAX_BUFFER",
     "ERROR_TOPIC",
+    "INVALID_TOPIC",
     "BusStatistics",
     "MessageBus",
     "Overflow",
@@ -83,6 +84,10 @@ CONNECTION_TOPIC: Final = "connection"
 
 ERROR_TOPIC: Final = "error"
 """Topic of error messages sent by the server (payload: ``str``)."""
+
+INVALID_TOPIC: Final = "invalid"
+"""Topic of what failed validation, one value per rejected item (payload:
+``InvalidItem``)."""
 
 _TELEMETRY_PREFIX: Final = "telemetry:"
 

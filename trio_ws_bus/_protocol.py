@@ -59,6 +59,7 @@ __all__ = [
     "Alert",
     "AlertsMessage",
     "ErrorMessage",
+    "InvalidItem",
     "ServerMessage",
     "SubscribeRequest",
     "SubscribedMessage",
@@ -125,6 +126,23 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     fingerprint: str
     details: dict[str, Any] | None
     closed_at: str | None
+
+
+class InvalidItem(msgspec.Struct, frozen=True, gc=False):
+    """One rejected piece of what the server sent: the payload of ``INVALID_TOPIC``.
+
+    One value per rejected item: each invalid alert of a batch, or a whole
+    frame that is no valid message (bad JSON, unknown type, binary frame).
+    Nothing the library rejects is silently gone.
+
+    Attributes:
+        reason: Why it was rejected, in a few words (never the payload).
+        raw: The raw JSON text of the rejected item (or frame), cut from its
+            start to a bound, and scrubbed of the live token.
+    """
+
+    reason: str
+    raw: str
 
 
 class Telemetry(msgspec.Struct, frozen=True, gc=False):
