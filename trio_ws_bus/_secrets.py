@@ -18,7 +18,12 @@ __all__ = ["Redactor", "install_log_filter"]
 REDACTED: Final = "***"
 
 #: Loggers whose records may carry server-provided text.
-_FILTERED_LOGGERS: Final = ("trio-websocket", "trio_ws_bus.manager")
+_FILTERED_LOGGERS: Final = (
+    "trio-websocket",
+    "trio_ws_bus.manager",
+    "trio_ws_bus.connection",
+    "trio_ws_bus.wire",
+)
 
 
 class Redactor:

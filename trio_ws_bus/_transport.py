@@ -1,6 +1,6 @@
 """The seam between the manager and the network: who opens the byte stream.
 
-The manager runs the WebSocket protocol (trio-websocket over wsproto) on
+The manager runs the WebSocket protocol (its own sans-I/O session) on
 whatever :class:`trio.abc.Stream` a transport gives it. The default opens TCP
 (and TLS for ``wss:``); :mod:`trio_ws_bus.testing` plugs in an in-memory
 transport so tests run the real protocol under a mock clock.
@@ -8,12 +8,17 @@ transport so tests run the real protocol under a mock clock.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from typing import Protocol
 
 import trio
 
-__all__ = ["TcpTransport", "Transport"]
+from ._errors import ProxyError
+from ._logs import LOG_TEXT_LIMIT
+from ._reconnect import ConnectionFailure, FailureKind
+
+__all__ = ["TcpTransport", "Transport", "failure_from_os_error"]
 
 
 class Transport(Protocol):
@@ -57,3 +62,33 @@ class TcpTransport:
 
     def __repr__(self) -> str:
         return "TcpTransport()"
+
+
+def failure_from_os_error(exc: BaseException) -> ConnectionFailure:
+    """Describe why a transport could not open: proxy, TLS, name, or socket."""
+    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+    if isinstance(cause, ProxyError):
+        return ConnectionFailure(FailureKind.PROXY_ERROR, reason=str(cause))
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return ConnectionFailure(
+            FailureKind.TLS_ERROR,
+            reason=f"TLS certificate verification failed: {cause.verify_message}",
+        )
+    if isinstance(cause, ssl.SSLError):
+        return ConnectionFailure(
+            FailureKind.TLS_ERROR,
+            reason=f"TLS failed: {cause.reason or type(cause).__name__}",
+        )
+    if isinstance(cause, OSError):
+        # Names the host and port at most; the token is only ever in the path.
+        text = (cause.strerror or str(cause) or type(cause).__name__)[:LOG_TEXT_LIMIT]
+        if isinstance(cause, socket.gaierror):
+            return ConnectionFailure(
+                FailureKind.UNREACHABLE, reason=f"Name resolution failed: {text}"
+            )
+        return ConnectionFailure(
+            FailureKind.UNREACHABLE, reason=f"Connection failed: {text}"
+        )
+    return ConnectionFailure(
+        FailureKind.UNREACHABLE, reason=f"Connection failed: {type(cause).__name__}"
+    )

@@ -277,7 +277,11 @@ async def test_token_expiry_close_reconnects_with_a_new_token_and_replays(
         ):
             async with manager.alerts() as alerts, manager.telemetry("d1") as d1:
                 await server.wait_subscribed("device", "d1")
-                await trio.sleep(600)  # a long, healthy session
+                # A long, healthy session. Not a multiple of ping_interval: a
+                # ping that crosses the server's close frame makes
+                # trio-websocket's server crash on the pong it owes (wsproto
+                # refuses to send in LOCAL_CLOSING) and drop TCP unclosed.
+                await trio.sleep(599.5)
                 expired_at = trio.current_time()
                 await server.close_connections(4001, "token expired")
                 await server.wait_until(
