@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._connection import (
         ServerConnection as ServerConnection,
         SubscriptionKey as SubscriptionKey,
+        TokenLocation as TokenLocation,
     )
     from ._factories import ALERT_FIELDS as ALERT_FIELDS, make_alert as make_alert
     from ._frames import (
@@ -65,6 +66,7 @@ __all__ = [
     "ReferenceServer",
     "ServerConnection",
     "SubscriptionKey",
+    "TokenLocation",
     "encode_frame",
     "http_response",
     "make_alert",
@@ -90,6 +92,7 @@ _SOURCES = {
     "ReferenceServer": "._server",
     "ServerConnection": "._connection",
     "SubscriptionKey": "._connection",
+    "TokenLocation": "._connection",
     "make_alert": "._factories",
     "open_reference_server": "._server",
 }
