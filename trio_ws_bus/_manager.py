@@ -1,7 +1,9 @@
 """The connection manager: the public face and the session loop.
 
 One task (the *session loop*) owns every connection attempt; the public
-methods only change state and wake it. Its phase is explicit (:class:`Phase`):
+methods only change state and wake it. Its phase is explicit (:class:`Phase`).
+
+Rules of the connection task (read before changing ``_session``):
 
 * ``IDLE --connect()--> ATTEMPTING --handshake--> CONNECTED``.
 * ``ATTEMPTING`` is one attempt: token call, transport (TCP/TLS/proxy), opening
