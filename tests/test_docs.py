@@ -28,6 +28,7 @@ import trio
 import trio.testing
 
 import trio_ws_bus
+import trio_ws_bus.otel
 import trio_ws_bus.testing
 from trio_ws_bus import (
     CONNECTION_TOPIC,
@@ -62,7 +63,7 @@ def normalize(text: str) -> str:
 
 _AUTODOC = re.compile(
     r"^\.\. auto(class|function|data|exception)::"
-    r"\s+(trio_ws_bus(?:\.testing)?)\.(\w+)",
+    r"\s+(trio_ws_bus(?:\.testing|\.otel)?)\.(\w+)",
     re.MULTILINE,
 )
 
@@ -82,8 +83,10 @@ def documented_names() -> set[str]:
 
 
 def public_names() -> set[str]:
-    return {f"trio_ws_bus.{name}" for name in trio_ws_bus.__all__} | {
-        f"trio_ws_bus.testing.{name}" for name in trio_ws_bus.testing.__all__
+    return {
+        f"{module.__name__}.{name}"
+        for module in (trio_ws_bus, trio_ws_bus.testing, trio_ws_bus.otel)
+        for name in module.__all__
     }
 
 
@@ -133,6 +136,7 @@ RUNNABLE = {
     "token_refresh": "mock",
     "buffers": "mock",
     "tls": "real",
+    "logging_setup": "mock",
 }
 #: The testing how-to's app and its pytest module (run by a test below).
 PYTEST_EXAMPLE = "test_alert_pager"
@@ -274,6 +278,23 @@ def test_library_docstring_examples() -> None:
     assert attempted >= 1
 
 
+# --- the logging page ---------------------------------------------------------
+
+
+def test_logging_page_names_every_logger_and_record_field() -> None:
+    """Each logger name and ``ws_bus_*`` record field in the library is documented."""
+    page = (DOCS / "logging.rst").read_text(encoding="utf-8")
+    source = "\n".join(
+        path.read_text(encoding="utf-8")
+        for path in (ROOT / "trio_ws_bus").rglob("*.py")
+    )
+    loggers = set(re.findall(r"getLogger\(\s*\"(trio_ws_bus[\w.]*)\"", source))
+    fields = set(re.findall(r"\"(ws_bus_\w+)\"\s*:", source))  # extra={...} keys
+    assert "trio_ws_bus.manager" in loggers
+    for name in sorted(loggers | fields):
+        assert f"``{name}``" in page, f"docs/logging.rst lacks {name}"
+
+
 # --- README ------------------------------------------------------------------
 
 
@@ -338,7 +359,9 @@ def test_readme_links_work_on_the_package_index() -> None:
 
 def test_readme_names_files_that_exist() -> None:
     """The docs files and folders the README names are in the repository."""
-    named = re.findall(r"`((?:docs/|LICENSE)[^`]*)`", README.read_text(encoding="utf-8"))
+    named = re.findall(
+        r"`((?:docs/|LICENSE)[^`]*)`", README.read_text(encoding="utf-8")
+    )
     assert len(named) > 5
     for path in named:
         assert "_build" in path or (ROOT / path).exists(), path
