@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import trio_ws_bus
+import trio_ws_bus.otel
 
 EXPECTED = {
     "ALERTS_TOPIC",
@@ -73,3 +74,22 @@ def test_every_public_class_and_function_is_documented() -> None:
         ours = getattr(obj, "__module__", "").startswith("trio_ws_bus")
         if ours and (inspect.isclass(obj) or inspect.isfunction(obj)):
             assert obj.__doc__, name
+
+
+def test_public_names_belong_to_the_package() -> None:
+    """Classes and functions say ``trio_ws_bus`` and keep a working signature."""
+    for name in trio_ws_bus.__all__:
+        obj = getattr(trio_ws_bus, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            if not (inspect.isclass(obj) and issubclass(obj, BaseException)):
+                inspect.signature(obj)  # annotations resolve in the module named
+            struct = hasattr(obj, "__struct_fields__")  # msgspec: see _util.py
+            assert obj.__module__ == (
+                "trio_ws_bus._protocol" if struct else "trio_ws_bus"
+            )
+
+
+def test_otel_is_an_optional_submodule() -> None:
+    """trio_ws_bus.otel exports the instrumentation; the package does not."""
+    assert set(trio_ws_bus.otel.__all__) == {"Instrumentation", "instrument"}
+    assert "otel" not in trio_ws_bus.__all__

@@ -74,6 +74,7 @@ from ._transport import (
 from ._url import (
     redact_url as redact_url,
 )
+from ._util import fixup_module_metadata as _fixup_module_metadata
 from ._version import (
     __version__ as __version__,
 )
@@ -129,3 +130,5 @@ __all__ = [
     "redact_url",
     "telemetry_topic",
 ]
+
+_fixup_module_metadata(__name__, globals())

@@ -31,6 +31,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._util import fixup_module_metadata
+
 if TYPE_CHECKING:
     from ._connection import (
         ServerConnection as ServerConnection,
@@ -100,15 +102,17 @@ _SOURCES = {
 if not TYPE_CHECKING:  # for type checkers, the imports above are the truth
 
     def __getattr__(name: str) -> Any:
-        try:
-            source = _SOURCES[name]
-        except KeyError:
-            raise AttributeError(
-                f"module {__name__!r} has no attribute {name!r}"
-            ) from None
-        value = getattr(importlib.import_module(source, __name__), name)
-        globals()[name] = value
-        return value
+        if name not in _SOURCES:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # All at once, so every public class already has its public
+        # __module__ when another name's signature mentions it.
+        namespace = {
+            public: getattr(importlib.import_module(source, __name__), public)
+            for public, source in _SOURCES.items()
+        }
+        fixup_module_metadata(__name__, namespace)
+        globals().update(namespace)
+        return namespace[name]
 
     def __dir__() -> list[str]:
         return sorted({*globals(), *__all__})
