@@ -43,6 +43,7 @@ EXPECTED = {
     "TelemetryData",
     "TelemetryMessage",
     "TokenProvider",
+    "Topic",
     "Transport",
     "TrioWsBusError",
     "UnsubscribedMessage",
