@@ -62,6 +62,8 @@ autodoc_type_aliases = {
         "ServerMessage",
     )
 }
+# The untyped overloads of MessageBus take any str that is not a Topic.
+autodoc_type_aliases["_PlainTopic"] = "str"
 python_use_unqualified_type_names = True
 # Long signatures (open_websocket_manager) get one parameter per line.
 maximum_signature_line_length = 88
@@ -158,8 +160,8 @@ nitpick_ignore += [
     ("py:class", "Action"),  # SubscribeRequest.action's annotation
 ]
 nitpick_ignore_regex = [
-    # Type variables of generic classes (Subscription[_T_co]).
-    (r"py:.*", r"(trio_ws_bus\._bus\.)?_T(_co)?"),
+    # Type variables of generic classes (Subscription[_T_co], Topic[_P]).
+    (r"py:.*", r"(trio_ws_bus\._bus\.)?(_T(_co)?|_P)"),
 ]
 
 html_theme = "alabaster"

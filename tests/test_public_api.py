@@ -44,6 +44,7 @@ EXPECTED = {
     "TelemetryData",
     "TelemetryMessage",
     "TokenProvider",
+    "Topic",
     "Transport",
     "TrioWsBusError",
     "UnsubscribedMessage",

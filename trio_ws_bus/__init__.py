@@ -21,6 +21,7 @@ from ._bus import (
     MessageBus as MessageBus,
     Overflow as Overflow,
     Subscription as Subscription,
+    Topic as Topic,
     telemetry_topic as telemetry_topic,
 )
 from ._errors import (
@@ -116,6 +117,7 @@ __all__ = [
     "TelemetryData",
     "TelemetryMessage",
     "TokenProvider",
+    "Topic",
     "Transport",
     "TrioWsBusError",
     "UnsubscribedMessage",

@@ -37,10 +37,20 @@ import logging
 import operator
 from abc import ABCMeta
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Final, NoReturn, TypeVar, final
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Generic,
+    NoReturn,
+    Protocol,
+    TypeVar,
+    final,
+    overload,
+)
 
 import attrs
 import outcome
@@ -58,6 +68,10 @@ from trio.lowlevel import (
 
 from ._errors import SubscriberLagged
 
+if TYPE_CHECKING:
+    from ._events import ConnectionEvent
+    from ._protocol import Alert, InvalidItem, Telemetry
+
 __all__ = [
     "ALERTS_TOPIC",
     "CONNECTION_TOPIC",
@@ -68,6 +82,7 @@ __all__ = [
     "MessageBus",
     "Overflow",
     "Subscription",
+    "Topic",
     "telemetry_topic",
 ]
 
@@ -75,17 +90,47 @@ logger = logging.getLogger("trio_ws_bus.bus")
 
 _T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)
+_P = TypeVar("_P")
 
-ALERTS_TOPIC: Final = "alerts"
+
+class Topic(str, Generic[_P]):
+    """A topic name that carries its payload type, for type checkers.
+
+    A `str` in every way: equal and hash-equal to the plain string, so it
+    routes exactly as the plain string does, at the same cost. Its type
+    parameter lets `MessageBus.on`, `MessageBus.subscribe` and
+    `MessageBus.publish` check handlers and payloads: with
+    ``bus.on(CONNECTION_TOPIC, handler)``, mypy checks that ``handler`` takes
+    a `ConnectionEvent`. A plain `str` topic is checked as ``Any``.
+
+    Make your own with an annotation: ``ORDERS: Topic[Order] = Topic("orders")``.
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        # Seen only by type checkers: an override that no plain `str` matches,
+        # so a typed topic never falls through to the `_PlainTopic` overloads
+        # (where a handler of the wrong type would be accepted as `Any`).
+        def __getnewargs__(self) -> tuple[str, _P]: ...  # type: ignore[override]
+
+
+class _PlainTopic(Protocol):
+    """A `str` that is not a `Topic`, for the untyped overloads."""
+
+    def __getnewargs__(self) -> tuple[str]: ...
+
+
+ALERTS_TOPIC: Final[Topic[tuple[Alert, ...]]] = Topic("alerts")
 """Topic of alert batches (payload: ``tuple[Alert, ...]``)."""
 
-CONNECTION_TOPIC: Final = "connection"
+CONNECTION_TOPIC: Final[Topic[ConnectionEvent]] = Topic("connection")
 """Topic of connection status changes (payload: ``ConnectionEvent``)."""
 
-ERROR_TOPIC: Final = "error"
+ERROR_TOPIC: Final[Topic[str]] = Topic("error")
 """Topic of error messages sent by the server (payload: ``str``)."""
 
-INVALID_TOPIC: Final = "invalid"
+INVALID_TOPIC: Final[Topic[InvalidItem]] = Topic("invalid")
 """Topic of what failed validation, one value per rejected item (payload:
 ``InvalidItem``)."""
 
@@ -101,7 +146,7 @@ references (payloads are shared between subscribers, never copied).
 """
 
 
-def telemetry_topic(device_id: str) -> str:
+def telemetry_topic(device_id: str) -> Topic[Telemetry]:
     """Return the topic on which telemetry of one device is published.
 
     Subscribe to ``"telemetry:*"`` to get every device.
@@ -117,7 +162,7 @@ def telemetry_topic(device_id: str) -> str:
     """
     if not device_id:
         raise ValueError("device_id must be a non-empty string")
-    return _TELEMETRY_PREFIX + device_id
+    return Topic(_TELEMETRY_PREFIX + device_id)
 
 
 def _check_topic(topic: object) -> str:
@@ -128,6 +173,11 @@ def _check_topic(topic: object) -> str:
     if star != -1 and star != len(topic) - 1:
         raise ValueError(f"'*' may only end a topic (a prefix pattern), got {topic!r}")
     return topic
+
+
+def _check_max_items(max_items: int | None) -> None:
+    if max_items is not None and max_items < 1:
+        raise ValueError(f"max_items must be >= 1 or None, got {max_items!r}")
 
 
 class Overflow(enum.Enum):
@@ -169,15 +219,20 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
     """One subscriber's own receive channel, made by `MessageBus.subscribe`.
 
     A `trio.abc.ReceiveChannel`: use ``await receive()``, ``receive_nowait()``
-    or ``async for``. Iteration ends (`trio.EndOfChannel`) once the bus closed
-    the subscription with `MessageBus.clear` and the messages buffered before
-    that were received. Leaving the ``subscribe()`` context, or calling
+    or ``async for``. A consumer that must keep up with a fast feed takes what
+    is buffered at once with `receive_batch` or ``async for batch in
+    subscription.batches()``: ``receive()`` is a checkpoint, which costs a trip
+    through Trio's scheduler per message.
+
+    Iteration ends (`trio.EndOfChannel`) once the bus closed the subscription
+    with `MessageBus.clear` and the messages buffered before that were
+    received. Leaving the ``subscribe()`` context, or calling
     `aclose`, unregisters the subscription and closes this channel: any further
     ``receive()`` raises `trio.ClosedResourceError`.
 
-    With `Overflow.ERROR`, ``receive()``, ``receive_nowait()`` and ``async for``
-    raise `SubscriberLagged` once after a loss; the subscription stays usable,
-    so catch it and keep receiving.
+    With `Overflow.ERROR`, every way of receiving raises `SubscriberLagged`
+    once after a loss; the subscription stays usable, so catch it and keep
+    receiving.
 
     Several tasks may receive from one subscription: each message goes to one
     of them, to the one that has waited longest.
@@ -192,6 +247,7 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
         "_closed",
         "_dropped",
         "_ended",
+        "_interrupt",
         "_limit",
         "_missed",
         "_registered",
@@ -226,6 +282,8 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
         self._registered = False
         self._ended = False  # MessageBus.clear(): nothing comes after the buffer
         self._closed = False  # our receive side, closed by aclose() or the context
+        # Set by _set_interrupt(): what a receive raises instead of waiting.
+        self._interrupt: Callable[[], BaseException] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -261,6 +319,8 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
             return self._buffer.popleft()  # type: ignore[no-any-return]
         if self._ended:
             raise trio.EndOfChannel
+        if self._interrupt is not None:
+            raise self._interrupt()
         raise trio.WouldBlock
 
     @enable_ki_protection
@@ -295,8 +355,8 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
                 raise SubscriberLagged(missed)
             # Another receiver reported it while we yielded: start over.
             return await self.receive()  # pragma: no cover - a race of receivers
-        if buffer or self._closed or self._ended:
-            return self.receive_nowait()  # a message, Closed or EndOfChannel
+        if buffer or self._closed or self._ended or self._interrupt is not None:
+            return self.receive_nowait()  # a message, or why there is none
         # Nothing buffered: wait for publish() to hand us a message directly.
         task = current_task()
         waiters = self._waiters
@@ -307,6 +367,82 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
             return Abort.SUCCEEDED
 
         return await wait_task_rescheduled(abort)  # type: ignore[no-any-return]
+
+    @enable_ki_protection
+    async def receive_batch(self, max_items: int | None = None) -> tuple[_T_co, ...]:
+        """Wait for at least one message, then return all that are buffered.
+
+        One checkpoint for the whole batch, where ``receive()`` makes one per
+        message: for a consumer that must keep up with the wire, that
+        checkpoint can cost more than the message's parsing and routing. Like
+        ``receive()``, cancellable without losing a message.
+
+        Args:
+            max_items: Return at most this many messages (``>= 1``); the rest
+                stay buffered. ``None``: everything buffered.
+
+        Returns:
+            The messages, oldest first, at least one.
+
+        Raises:
+            ValueError: If ``max_items`` is below 1.
+            SubscriberLagged: With `Overflow.ERROR`, once after messages were lost,
+                before the messages still buffered are returned.
+            trio.EndOfChannel: If `MessageBus.clear` closed the subscription and
+                the buffer is drained.
+            trio.ClosedResourceError: If this subscription was closed.
+        """
+        _check_max_items(max_items)
+        await checkpoint_if_cancelled()
+        if self._buffer and not self._missed:
+            batch = self._take(max_items)
+            await cancel_shielded_checkpoint()
+            return batch
+        # Nothing buffered (or a loss to report): receive() waits for the first.
+        first = await self.receive()
+        return (first, *self._take(None if max_items is None else max_items - 1))
+
+    def batches(self, max_items: int | None = None) -> AsyncIterator[tuple[_T_co, ...]]:
+        """Iterate over batches of messages: ``async for batch in sub.batches()``.
+
+        Each batch is what `receive_batch` returns; the loop ends as
+        ``async for`` over the subscription does.
+
+        Args:
+            max_items: At most this many messages per batch (``>= 1``), or
+                ``None`` for everything buffered.
+
+        Returns:
+            An async iterator of non-empty tuples.
+
+        Raises:
+            ValueError: If ``max_items`` is below 1.
+        """
+        _check_max_items(max_items)
+        return _Batches(self, max_items)
+
+    def _take(self, max_items: int | None) -> tuple[_T_co, ...]:
+        """Pop up to ``max_items`` buffered messages (all if None), oldest first."""
+        buffer = self._buffer
+        if not buffer:
+            return ()
+        if max_items is None or max_items >= len(buffer):
+            batch = tuple(buffer)
+            buffer.clear()
+            return batch
+        return tuple([buffer.popleft() for _ in range(max_items)])
+
+    @enable_ki_protection
+    def _set_interrupt(self, factory: Callable[[], BaseException] | None) -> None:
+        """Make receives raise ``factory()`` instead of waiting; ``None`` re-arms.
+
+        For the manager: while it has given up, a receive with nothing buffered
+        raises at once (tasks already waiting are woken with it), so no consumer
+        waits forever. What is buffered is still delivered first.
+        """
+        self._interrupt = factory
+        if factory is not None:
+            self._wake_all(factory)
 
     async def aclose(self) -> None:
         """Unregister from the bus and close this channel.
@@ -337,7 +473,7 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
         self._limit = 0
         self._wake_all(trio.EndOfChannel)
 
-    def _wake_all(self, error: type[Exception]) -> None:
+    def _wake_all(self, error: Callable[[], BaseException]) -> None:
         waiters, self._waiters = self._waiters, []
         for task in waiters:
             reschedule(task, outcome.Error(error()))
@@ -346,6 +482,23 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
     def _receive(self) -> _ReceiveSide:
         """The receive side alone, for code that must close it behind our back."""
         return _ReceiveSide(self)
+
+
+@final
+class _Batches(AsyncIterator[tuple[_T_co, ...]]):
+    """What `Subscription.batches` returns."""
+
+    __slots__ = ("_max_items", "_subscription")
+
+    def __init__(self, subscription: Subscription[_T_co], max_items: int | None):
+        self._subscription = subscription
+        self._max_items = max_items
+
+    async def __anext__(self) -> tuple[_T_co, ...]:
+        try:
+            return await self._subscription.receive_batch(self._max_items)
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
 
 
 @final
@@ -494,7 +647,23 @@ class MessageBus:
 
     # -- subscribing -----------------------------------------------------------
 
+    @overload
     def subscribe(
+        self,
+        topic: Topic[_P],
+        *,
+        max_buffer: int = ...,
+        overflow: Overflow = ...,
+    ) -> AbstractAsyncContextManager[Subscription[_P]]: ...
+    @overload
+    def subscribe(
+        self,
+        topic: _PlainTopic,
+        *,
+        max_buffer: int = ...,
+        overflow: Overflow = ...,
+    ) -> AbstractAsyncContextManager[Subscription[Any]]: ...
+    def subscribe(  # type: ignore[misc]  # a _PlainTopic is a str
         self,
         topic: str,
         *,
@@ -539,7 +708,17 @@ class MessageBus:
             raise TypeError(f"overflow must be an Overflow member, got {overflow!r}")
         return _SubscribeContext(self, topic, max_buffer, overflow)
 
-    def on(self, topic: str, handler: Callable[[Any], object]) -> Callable[[], None]:
+    @overload
+    def on(
+        self, topic: Topic[_P], handler: Callable[[_P], object]
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, topic: _PlainTopic, handler: Callable[[Any], object]
+    ) -> Callable[[], None]: ...
+    def on(  # type: ignore[misc]  # a _PlainTopic is a str
+        self, topic: str, handler: Callable[[Any], object]
+    ) -> Callable[[], None]:
         """Call ``handler(payload)`` synchronously for every message on ``topic``.
 
         The handler runs inside ``publish()``, so it must be quick and must not
@@ -632,7 +811,11 @@ class MessageBus:
 
     # -- publishing --------------------------------------------------------------
 
-    @enable_ki_protection
+    @overload
+    def publish(self, topic: Topic[_P], payload: _P) -> int: ...
+    @overload
+    def publish(self, topic: _PlainTopic, payload: object) -> int: ...
+    @enable_ki_protection  # type: ignore[misc]  # a _PlainTopic is a str
     def publish(self, topic: str, payload: object) -> int:
         """Deliver ``payload`` to every listener of ``topic``; never blocks.
 
