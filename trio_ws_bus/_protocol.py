@@ -413,32 +413,39 @@ def _reason(prefix: str, detail: str) -> str:
     return reason
 
 
+# What msgspec (and the UTF-8 check) raise for a frame that is not valid; the
+# msgspec errors and the Unicode errors are ValueErrors.
+_DECODE_ERRORS: Final = (ValueError, OverflowError, RecursionError)
+
+
+def _reason_for(exc: Exception, what: str) -> str:
+    if isinstance(exc, msgspec.ValidationError):
+        return _reason(f"invalid {what}", str(exc))
+    if isinstance(exc, msgspec.DecodeError):
+        return _reason("malformed JSON", str(exc))
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {exc.start}"
+    if isinstance(exc, UnicodeEncodeError):
+        return "text contains a lone surrogate"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    return f"invalid {what}: {type(exc).__name__}"  # pragma: no cover - defensive
+
+
 def _decode(
-    decoder: msgspec.json.Decoder[Any],
-    data: str | bytes | bytearray | memoryview | msgspec.Raw,
-    what: str = "message",
+    decoder: msgspec.json.Decoder[Any], data: str | bytes | bytearray | memoryview
 ) -> Any:
-    # Every branch below sets ``reason``; the ProtocolError is raised outside
-    # the except clauses so that it carries no __context__: some exceptions
-    # (UnicodeDecodeError) hold a reference to the whole payload.
+    # The ProtocolError is raised outside the except clause so that it carries
+    # no __context__: some exceptions (UnicodeDecodeError) hold a reference to
+    # the whole payload.
     try:
         if not isinstance(data, str):
             # RFC 8259: JSON text is UTF-8. msgspec only checks the strings it
             # decodes, not those of ignored fields; check the whole frame.
             str(data, "utf-8")
         return decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        reason = _reason(f"invalid {what}", str(exc))
-    except msgspec.DecodeError as exc:
-        reason = _reason("malformed JSON", str(exc))
-    except UnicodeDecodeError as exc:
-        reason = f"invalid UTF-8 at byte {exc.start}"
-    except UnicodeEncodeError:
-        reason = "text contains a lone surrogate"
-    except RecursionError:
-        reason = "JSON nested too deeply"
-    except (ValueError, OverflowError) as exc:  # pragma: no cover - defensive
-        reason = f"invalid {what}: {type(exc).__name__}"
+    except _DECODE_ERRORS as exc:
+        reason = _reason_for(exc, "message")
     raise ProtocolError(reason) from None
 
 
@@ -517,11 +524,13 @@ def _salvage_alerts(
 ) -> tuple[AlertsMessage | None, tuple[InvalidItem, ...]]:
     valid: list[Alert] = []
     invalid: list[InvalidItem] = []
+    # Each raw item is valid UTF-8 already: decode it as is.
     for index, raw in enumerate(items.alerts):
         try:
-            valid.append(_decode(_alert_decoder, raw, f"alert {index}"))
-        except ProtocolError as exc:
-            invalid.append(InvalidItem(exc.reason, _raw_text(raw, scrub)))
+            valid.append(_alert_decoder.decode(raw))
+        except _DECODE_ERRORS as exc:
+            reason = _reason_for(exc, f"alert {index}")
+            invalid.append(InvalidItem(reason, _raw_text(raw, scrub)))
     return (AlertsMessage(tuple(valid)) if valid else None), tuple(invalid)
 
 
@@ -533,10 +542,10 @@ def _salvage_telemetry(
     invalid: list[InvalidItem] = []
     for name, raw in envelope.data.metrics.items():
         try:
-            value = _decode(_value_decoder, raw, "metric")
-        except ProtocolError as exc:  # 1e999, an integer too long
-            item = _encoder.encode({name: raw})
-            invalid.append(InvalidItem(exc.reason, _raw_text(item, scrub)))
+            value = _value_decoder.decode(raw)
+        except _DECODE_ERRORS as exc:  # 1e999, an integer too long
+            item = _raw_text(_encoder.encode({name: raw}), scrub)
+            invalid.append(InvalidItem(_reason_for(exc, "metric"), item))
         else:
             if isinstance(value, int | float):  # bool is an int
                 metrics[name] = value
