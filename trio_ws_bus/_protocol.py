@@ -561,13 +561,26 @@ def salvage_server_message(
     reason: str,
     *,
     scrub: Callable[[str], str] | None = None,
-) -> tuple[ServerMessage | None, tuple[InvalidItem, ...]]:
+) -> tuple[AlertsMessage | TelemetryMessage | None, tuple[InvalidItem, ...]]:
     """Keep the valid part of a frame that :func:`decode_server_message` refused.
 
     Call it only after ``decode_server_message(data)`` raised
     ``ProtocolError(reason)``: valid frames never pay for it. What it keeps and
     what it rejects is described in the module documentation; in short, one bad
-    alert costs only that alert, and no metric costs its reading.
+    alert costs only that alert, and no metric costs its reading:
+
+    >>> frame = (
+    ...     '{"type":"telemetry","device_id":"d1","data":{"timestamp":"ts",'
+    ...     '"metrics":{"t":21.5,"fw":"1.4.2","x":1e999}}}'
+    ... )
+    >>> try:
+    ...     message, rejected = decode_server_message(frame), ()
+    ... except ProtocolError as exc:
+    ...     message, rejected = salvage_server_message(frame, exc.reason)
+    >>> message.telemetry.metrics, message.telemetry.other_metrics
+    ({'t': 21.5}, {'fw': '1.4.2'})
+    >>> rejected
+    (InvalidItem(reason='invalid metric: Number out of range', raw='{"x":1e999}'),)
 
     Args:
         data: The refused frame, as it was passed to
