@@ -171,7 +171,7 @@ def test_cli_writes_json_and_rst(
     assert document["failures"] == {}
     assert document["machine"]["python"]
     assert document["machine"]["versions"]["trio"]
-    assert [goal["benchmark"] for goal in document["goals"]] == ["routing"]
+    assert [goal["benchmark"] for goal in document["goals"]] == ["routing", "decode"]
     out = capsys.readouterr().out
     assert "== Goals ==" in out
     tables = rst.read_text()

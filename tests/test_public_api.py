@@ -12,6 +12,7 @@ EXPECTED = {
     "CONNECTION_TOPIC",
     "DEFAULT_MAX_BUFFER",
     "ERROR_TOPIC",
+    "INVALID_RAW_LIMIT",
     "INVALID_TOPIC",
     "InvalidItem",
     "ProxyError",
@@ -54,8 +55,10 @@ EXPECTED = {
     "encode_client_message",
     "encode_server_message",
     "fatal_auth_policy",
+    "invalid_binary_frame",
     "open_websocket_manager",
     "redact_url",
+    "salvage_server_message",
     "telemetry_topic",
     "__version__",
 }

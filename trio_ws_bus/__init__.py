@@ -42,6 +42,7 @@ from ._manager import (
     open_websocket_manager as open_websocket_manager,
 )
 from ._protocol import (
+    INVALID_RAW_LIMIT as INVALID_RAW_LIMIT,
     Alert as Alert,
     AlertsMessage as AlertsMessage,
     ErrorMessage as ErrorMessage,
@@ -57,6 +58,8 @@ from ._protocol import (
     decode_server_message as decode_server_message,
     encode_client_message as encode_client_message,
     encode_server_message as encode_server_message,
+    invalid_binary_frame as invalid_binary_frame,
+    salvage_server_message as salvage_server_message,
 )
 from ._reconnect import (
     ConnectionFailure as ConnectionFailure,
@@ -85,6 +88,7 @@ __all__ = [
     "CONNECTION_TOPIC",
     "DEFAULT_MAX_BUFFER",
     "ERROR_TOPIC",
+    "INVALID_RAW_LIMIT",
     "INVALID_TOPIC",
     "Alert",
     "AlertsMessage",
@@ -128,8 +132,10 @@ __all__ = [
     "encode_client_message",
     "encode_server_message",
     "fatal_auth_policy",
+    "invalid_binary_frame",
     "open_websocket_manager",
     "redact_url",
+    "salvage_server_message",
     "telemetry_topic",
 ]
 
