@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import logging
 import operator
 from abc import ABCMeta
 from collections import deque
@@ -57,6 +56,7 @@ from trio.lowlevel import (
 )
 
 from ._errors import SubscriberLagged
+from ._logs import get_logger
 
 __all__ = [
     "ALERTS_TOPIC",
@@ -71,7 +71,7 @@ __all__ = [
     "telemetry_topic",
 ]
 
-logger = logging.getLogger("trio_ws_bus.bus")
+logger = get_logger("trio_ws_bus.bus")
 
 _T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)
