@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import logging
 import operator
 from abc import ABCMeta
 from collections import deque
@@ -67,6 +66,7 @@ from trio.lowlevel import (
 )
 
 from ._errors import SubscriberLagged
+from ._logs import get_logger
 
 if TYPE_CHECKING:
     from ._events import ConnectionEvent
@@ -86,7 +86,7 @@ __all__ = [
     "telemetry_topic",
 ]
 
-logger = logging.getLogger("trio_ws_bus.bus")
+logger = get_logger("trio_ws_bus.bus")
 
 _T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)

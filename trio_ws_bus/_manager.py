@@ -35,7 +35,6 @@ import ipaddress
 import logging
 import math
 import ssl
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, Literal
@@ -55,6 +54,7 @@ from ._bus import (
 from ._connection import Connection
 from ._errors import ConnectionGaveUp
 from ._events import ConnectionEvent, ConnectionStatus
+from ._logs import get_logger
 from ._protocol import Alert, SubscriptionKind, Telemetry
 from ._reconnect import (
     ConnectionFailure,
@@ -80,11 +80,11 @@ __all__ = [
     "open_websocket_manager",
 ]
 
-logger = logging.getLogger("trio_ws_bus.manager")
+logger = get_logger("trio_ws_bus.manager")
 #: websockets' protocol logger: at DEBUG it dumps the handshake (headers the
 #: server sent included) and every frame. Opt-in: set this logger to DEBUG
 #: yourself; a root logger at DEBUG does not turn it on.
-_wire_logger = logging.getLogger("trio_ws_bus.wire")
+_wire_logger = get_logger("trio_ws_bus.wire")
 _wire_logger.setLevel(logging.INFO)
 
 TokenProvider = str | Callable[[], "str | Awaitable[str | None] | None"]
@@ -510,7 +510,7 @@ class WebSocketManager:
         if unusable is not None:
             logger.warning("%s", unusable)
             return ConnectionFailure(FailureKind.INVALID_TOKEN, reason=unusable)
-        self._redact.remember(token, urllib.parse.quote(token, safe=""))
+        self._redact.remember(token)
         in_header = settings.token_location == "header"
         target = resolve_target(
             settings.url, None if in_header else token, path=settings.path
@@ -631,7 +631,7 @@ class WebSocketManager:
     # --- state --------------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
-        return self._redact(text) or ""
+        return self._redact(text)
 
     def _enter(self, phase: Phase) -> None:
         self._phase = phase

@@ -57,7 +57,7 @@ from websockets.typing import Origin, Subprotocol
 from websockets.uri import parse_uri
 
 from ._heartbeat import Heartbeat, HeartbeatAction
-from ._logs import short_text
+from ._logs import get_logger, short_text
 from ._protocol import encode_client_message
 from ._reconnect import ConnectionFailure, FailureKind, SubscriptionLedger
 from ._routing import Router
@@ -78,7 +78,7 @@ HEAD_LIMIT: Final = 16 * 1024
 _STATUS_LINE_LIMIT: Final = 1024
 _CLOSE_ON_PURPOSE: Final = (1000, "Client disconnect")
 
-logger = logging.getLogger("trio_ws_bus.connection")
+logger = get_logger("trio_ws_bus.connection")
 
 Compression = Literal["deflate"] | None
 

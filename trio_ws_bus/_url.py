@@ -6,10 +6,18 @@ import urllib.parse
 
 import attrs
 
-__all__ = ["WebSocketTarget", "redact_url", "resolve_target"]
+__all__ = ["TokenNotText", "WebSocketTarget", "redact_url", "resolve_target"]
 
 _SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 _REDACTED = "***"
+
+
+class TokenNotText(ValueError):
+    """The token cannot be sent: it is not valid text (a lone surrogate, ...).
+
+    Its message never holds the token, and it is raised without the
+    ``UnicodeEncodeError`` that would (that one quotes the whole token).
+    """
 
 
 @attrs.frozen(repr=False)
@@ -91,8 +99,14 @@ def resolve_target(base_url: str, token: str | None, *, path: str) -> WebSocketT
 
     Raises:
         ValueError: For an unsupported scheme, a missing host or a bad port.
+        TokenNotText: For a token that UTF-8 cannot encode.
     """
     parts = _split_base(base_url)
+    try:
+        if token is not None:
+            token.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TokenNotText("the token is not valid text (a lone surrogate)") from None
     scheme = _SCHEMES[parts.scheme.lower()]
     resource_path = parts.path if parts.path not in ("", "/") else path
     if not resource_path.startswith("/"):

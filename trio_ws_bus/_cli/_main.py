@@ -46,6 +46,7 @@ from ._tokens import (
     EnvToken,
     FileToken,
     TokenSource,
+    TokenSourceError,
 )
 
 __all__ = ["build_parser", "main"]
@@ -103,7 +104,7 @@ def build_parser(prog: str = "trio-ws-bus") -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
         description="Live alerts and device telemetry over a WebSocket, for Trio.",
-        epilog=EXIT_STATUS_HELP,
+        epilog=EXIT_STATUS_HELP["trio-ws-bus"],
         formatter_class=formatter,
         allow_abbrev=False,
     )
@@ -128,7 +129,7 @@ def build_parser(prog: str = "trio-ws-bus") -> argparse.ArgumentParser:
             parents=[common],
             help=summary,
             description=textwrap.fill(description, 79),
-            epilog=EXIT_STATUS_HELP,
+            epilog=EXIT_STATUS_HELP[name],
             formatter_class=formatter,
             allow_abbrev=False,
         )
@@ -159,9 +160,11 @@ def build_parser(prog: str = "trio-ws-bus") -> argparse.ArgumentParser:
             "serve",
             "run the reference server with a synthetic feed",
             "Run the reference server with a synthetic feed on a loopback "
-            "address, for 'listen' or the browser client. The first line "
-            "printed is the base URL; a demo token follows. Needs the "
-            "'testing' extra (PyJWT).",
+            "address, for 'listen' or any WebSocket client. The first line "
+            "printed is the base URL; a token follows, signed with the "
+            "server's secret: a new random one per start, or a stable one "
+            "from --secret-env or --secret-file, so that tokens survive a "
+            "restart. Needs the 'testing' extra (PyJWT).",
         )
     )
     return parser
@@ -275,6 +278,15 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="stop after this long (default: run until Ctrl-C)",
     )
+    secrets = parser.add_argument_group(
+        "secret (default: a new random one per start)"
+    ).add_mutually_exclusive_group()
+    secrets.add_argument(
+        "--secret-env", metavar="VAR", help="read the HS256 secret from this variable"
+    )
+    secrets.add_argument(
+        "--secret-file", metavar="PATH", help="read the HS256 secret from this file"
+    )
     parser.add_argument(
         "--drop-every",
         type=_seconds,
@@ -341,6 +353,20 @@ def _listen_settings(args: argparse.Namespace) -> ListenSettings:
     )
 
 
+def _serve_secret(args: argparse.Namespace) -> str | None:
+    """The secret ``serve`` signs with, from --secret-env or --secret-file."""
+    if args.secret_env is not None:
+        source: EnvToken | FileToken = EnvToken(args.secret_env)
+    elif args.secret_file is not None:
+        source = FileToken(args.secret_file, what="secret file")
+    else:
+        return None
+    try:
+        return source.read()
+    except TokenSourceError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _require_testing_kit(command: str) -> None:
     """Fail with a one-line fix if the reference server cannot be imported."""
     try:
@@ -368,6 +394,7 @@ def _prepare(args: argparse.Namespace, out: Output) -> Callable[[Stop], Awaitabl
         out.width = len(f"device-{demo.devices}")
         return lambda stop: run_demo(demo, out, stop)
     serve = ServeSettings(
+        secret=_serve_secret(args),
         host=args.host,
         port=args.port,
         devices=args.devices,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -11,11 +10,12 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto.utilities import LocalProtocolError
 
+from .._logs import get_logger
 from .._reconnect import SubscriptionKey
 
 __all__ = ["PEER_GONE", "ServerConnection", "SubscriptionKey", "TokenLocation"]
 
-logger = logging.getLogger("trio_ws_bus.testing")
+logger = get_logger("trio_ws_bus.testing")
 
 
 # What a send or receive raises when the peer vanished or the connection is

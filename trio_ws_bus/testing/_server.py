@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import secrets
 import ssl
@@ -19,6 +18,7 @@ import attrs
 import trio
 from trio_websocket import WebSocketRequest, wrap_server_stream
 
+from .._logs import get_logger
 from .._util import BaseExceptionGroup, reraise_alone
 from ._connection import PEER_GONE, ServerConnection, TokenLocation
 from ._memory import MemoryTransport
@@ -32,7 +32,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 
 __all__ = ["ReferenceServer", "open_reference_server"]
 
-logger = logging.getLogger("trio_ws_bus.testing")
+logger = get_logger("trio_ws_bus.testing")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 """The only hosts the reference server binds to."""
