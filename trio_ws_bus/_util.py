@@ -56,6 +56,8 @@ def fixup_module_metadata(module_name: str, namespace: Mapping[str, object]) -> 
     """
     private = module_name + "._"
     for name, obj in namespace.items():
+        if not (isinstance(obj, type) or callable(obj)) or isinstance(obj, str):
+            continue  # values (a Topic is a str) keep their class's module
         ours = getattr(obj, "__module__", "").startswith(private)
         if ours and not name.startswith("_") and not hasattr(obj, "__struct_fields__"):
             obj.__module__ = module_name
