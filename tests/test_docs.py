@@ -288,7 +288,9 @@ def test_logging_page_names_every_logger_and_record_field() -> None:
         path.read_text(encoding="utf-8")
         for path in (ROOT / "trio_ws_bus").rglob("*.py")
     )
-    loggers = set(re.findall(r"getLogger\(\s*\"(trio_ws_bus[\w.]*)\"", source))
+    loggers = set(
+        re.findall(r"(?:getLogger|get_logger)\(\s*\"(trio_ws_bus[\w.]*)\"", source)
+    )
     fields = set(re.findall(r"\"(ws_bus_\w+)\"\s*:", source))  # extra={...} keys
     assert "trio_ws_bus.manager" in loggers
     for name in sorted(loggers | fields):
