@@ -57,6 +57,11 @@ from ._protocol import (
     encode_client_message as encode_client_message,
     encode_server_message as encode_server_message,
 )
+from ._proxy import (
+    PROXY_FROM_ENV as PROXY_FROM_ENV,
+    ProxyFromEnv as ProxyFromEnv,
+    ProxyURL as ProxyURL,
+)
 from ._reconnect import (
     ConnectionFailure as ConnectionFailure,
     FailureKind as FailureKind,
@@ -68,6 +73,7 @@ from ._reconnect import (
     fatal_auth_policy as fatal_auth_policy,
 )
 from ._transport import (
+    ProxyTransport as ProxyTransport,
     TcpTransport as TcpTransport,
     Transport as Transport,
 )
@@ -84,6 +90,7 @@ __all__ = [
     "DEFAULT_MAX_BUFFER",
     "ERROR_TOPIC",
     "INVALID_TOPIC",
+    "PROXY_FROM_ENV",
     "Alert",
     "AlertsMessage",
     "Backoff",
@@ -100,6 +107,9 @@ __all__ = [
     "Overflow",
     "ProtocolError",
     "ProxyError",
+    "ProxyFromEnv",
+    "ProxyTransport",
+    "ProxyURL",
     "RetryPolicy",
     "RetryRules",
     "RetryVerdict",
