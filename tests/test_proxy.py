@@ -43,13 +43,13 @@ from trio_ws_bus import (
     TcpTransport,
     Telemetry,
     Transport,
+    WebSocketManager,
     open_websocket_manager,
 )
 from trio_ws_bus._cli._commands import ListenSettings, Stop, run_listen
 from trio_ws_bus._cli._output import Output
 from trio_ws_bus._cli._tokens import EnvToken
 from trio_ws_bus._proxy import resolve_proxy
-from trio_ws_bus._transport import transport_for
 from trio_ws_bus.testing import ReferenceServer, open_reference_server
 
 #: Every end-to-end proxy scenario ends well within this many real seconds.
@@ -160,19 +160,30 @@ def port_of(server: ReferenceServer) -> int:
     return port
 
 
+def manager_through(
+    server: ReferenceServer,
+    transport: Transport,
+    ssl_context: ssl.SSLContext | None = None,
+    bus: MessageBus | None = None,
+) -> contextlib.AbstractAsyncContextManager[WebSocketManager]:
+    """A manager on ``server`` with ``transport`` that never retries."""
+    return open_websocket_manager(
+        server.url,
+        token=server.issue_token,
+        bus=bus,
+        transport=transport,
+        ssl_context=ssl_context,
+        backoff=NO_RETRY,
+    )
+
+
 async def receive_through(
     server: ReferenceServer,
     transport: Transport,
     ssl_context: ssl.SSLContext | None = None,
 ) -> Telemetry:
     """Connect with ``transport``, subscribe, and receive one reading."""
-    async with open_websocket_manager(
-        server.url,
-        token=server.issue_token,
-        transport=transport,
-        ssl_context=ssl_context,
-        backoff=NO_RETRY,
-    ) as manager:
+    async with manager_through(server, transport, ssl_context) as manager:
         async with manager.telemetry("pump") as pump:
             await server.wait_subscribed("device", "pump")
             await server.publish_telemetry("pump", {"rpm": 7})
@@ -190,14 +201,7 @@ async def failed_attempt(
     bus = MessageBus()
     events: list[ConnectionEvent] = []
     bus.on(CONNECTION_TOPIC, events.append)
-    async with open_websocket_manager(
-        server.url,
-        token=server.issue_token,
-        bus=bus,
-        transport=transport,
-        ssl_context=ssl_context,
-        backoff=NO_RETRY,
-    ) as manager:
+    async with manager_through(server, transport, ssl_context, bus) as manager:
         with pytest.raises(ConnectionGaveUp):
             await manager.wait_connected()
     return events
@@ -327,31 +331,27 @@ async def test_a_proxy_that_is_down_fails_the_attempt_with_its_message() -> None
 async def test_no_proxy_match_goes_direct_past_a_dead_proxy() -> None:
     """HTTP_PROXY points at nothing; NO_PROXY names the target: it connects direct."""
     dead = f"http://{USER}:{PASSWORD}@127.0.0.1:{free_port()}"
+    environ = {"HTTP_PROXY": dead, "NO_PROXY": "localhost,127.0.0.0/8"}
     with trio.fail_after(CAP):
         async with open_reference_server() as server:
             port = port_of(server)
-            environ = {"HTTP_PROXY": dead, "NO_PROXY": "localhost,127.0.0.0/8"}
-            direct = transport_for(
-                "ws",
-                "127.0.0.1",
-                port,
-                proxy=PROXY_FROM_ENV,
-                trust_env=True,
-                environ=environ,
-            )
-            assert isinstance(direct, TcpTransport)
-            assert (await receive_through(server, direct)).metrics == {"rpm": 7}
+
+            def transport() -> Transport:
+                """The manager's choice: the proxy the rules pick, else TCP."""
+                url = resolve_proxy(
+                    "ws",
+                    "127.0.0.1",
+                    port,
+                    proxy=PROXY_FROM_ENV,
+                    trust_env=True,
+                    environ=environ,
+                )
+                return TcpTransport() if url is None else ProxyTransport(url)
+
+            assert (await receive_through(server, transport())).metrics == {"rpm": 7}
             del environ["NO_PROXY"]
-            proxied = transport_for(
-                "ws",
-                "127.0.0.1",
-                port,
-                proxy=PROXY_FROM_ENV,
-                trust_env=True,
-                environ=environ,
-            )
             with pytest.raises(ProxyError):
-                await proxied.open_stream("127.0.0.1", port, ssl_context=None)
+                await transport().open_stream("127.0.0.1", port, ssl_context=None)
 
 
 async def test_listen_proxy_connects_and_never_prints_credentials(

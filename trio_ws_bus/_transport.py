@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Mapping
 from typing import Final, Protocol
 
 import attrs
@@ -21,9 +20,9 @@ from python_socks.async_.trio import Proxy
 
 from ._errors import ProxyError
 from ._logs import LOG_TEXT_LIMIT
-from ._proxy import ProxyFromEnv, ProxyURL, resolve_proxy
+from ._proxy import ProxyURL
 
-__all__ = ["ProxyTransport", "TcpTransport", "Transport", "transport_for"]
+__all__ = ["ProxyTransport", "TcpTransport", "Transport"]
 
 _PROXY_TYPES: Final = {
     "http": python_socks.ProxyType.HTTP,
@@ -139,28 +138,6 @@ def _proxy_failure(exc: Exception, proxy: ProxyURL, target: str) -> str:
             return f"{where} {given} ({detail})"
         return f"{where} did not open a tunnel to {target} ({detail})"
     return f"{where} dropped the connection to {target} ({detail})"
-
-
-def transport_for(
-    target_scheme: str,
-    host: str,
-    port: int,
-    *,
-    proxy: str | ProxyURL | ProxyFromEnv | None,
-    trust_env: bool,
-    environ: Mapping[str, str] | None = None,
-) -> Transport:
-    """The transport for a target: through the proxy the rules pick, else TCP.
-
-    Arguments as for ``resolve_proxy`` (in ``_proxy.py``).
-
-    Raises:
-        ValueError: If the chosen proxy URL is not valid.
-    """
-    url = resolve_proxy(
-        target_scheme, host, port, proxy=proxy, trust_env=trust_env, environ=environ
-    )
-    return TcpTransport() if url is None else ProxyTransport(url)
 
 
 async def _with_tls(
