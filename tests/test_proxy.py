@@ -46,7 +46,8 @@ from trio_ws_bus import (
     WebSocketManager,
     open_websocket_manager,
 )
-from trio_ws_bus._cli._commands import ListenSettings, Stop, run_listen
+from trio_ws_bus._cli._commands import ListenSettings, Stop, UsageError, run_listen
+from trio_ws_bus._cli._main import _listen_settings, build_parser
 from trio_ws_bus._cli._output import Output
 from trio_ws_bus._cli._tokens import EnvToken
 from trio_ws_bus._proxy import resolve_proxy
@@ -606,3 +607,17 @@ async def test_the_howto_example_reads_through_the_proxy(
                 await server.publish_telemetry("pump-1", {"rpm": 3})
     assert [reading.metrics for reading in readings] == [{"rpm": 3}]
     auth_pproxy.expect_tunnel("http", port_of(server))
+
+
+def test_listen_proxy_option_is_checked_without_showing_credentials() -> None:
+    """``--proxy`` is parsed up front; a bad one is a usage error that hides secrets."""
+    argv = ["listen", "https://ops.example.com", "--token-env", "T", "--proxy"]
+    parser = build_parser()
+    settings = _listen_settings(parser.parse_args([*argv, "socks5h://u:pw@p:1080"]))
+    assert settings.proxy == ProxyURL("socks5h", "p", 1080, "u", "pw")
+    with pytest.raises(UsageError) as bad:
+        _listen_settings(parser.parse_args([*argv, "ftp://u:pw@p:21"]))
+    assert str(bad.value) == (
+        "bad --proxy: unsupported proxy scheme 'ftp' in 'ftp://***@p:21': "
+        "use http://, socks4://, socks5://, socks5h://"
+    )

@@ -118,7 +118,7 @@ class ProxyTransport:
         except (python_socks.ProxyError, OSError) as exc:
             raise ProxyError(
                 _proxy_failure(exc, proxy, f"{host}:{port}"), proxy=proxy.address
-            ) from None
+            ) from exc
         return await _with_tls(trio.SocketStream(sock), host, ssl_context)
 
 
@@ -143,12 +143,7 @@ def _proxy_failure(exc: Exception, proxy: ProxyURL, target: str) -> str:
 async def _with_tls(
     stream: trio.SocketStream, host: str, ssl_context: ssl.SSLContext | None
 ) -> trio.abc.Stream:
-    """``stream`` itself, or TLS over it once the handshake is done.
-
-    The handshake is done here, so a certificate problem fails the attempt at
-    once with a clear ``ssl.SSLError`` instead of during the WebSocket
-    handshake.
-    """
+    """``stream`` itself, or TLS over it with the handshake done (see TcpTransport)."""
     if ssl_context is None:
         return stream
     tls = trio.SSLStream(
