@@ -140,7 +140,8 @@ RUNNABLE = {
 }
 #: The testing how-to's app and its pytest module (run by a test below).
 PYTEST_EXAMPLE = "test_alert_pager"
-SUPPORT = {"alert_pager", PYTEST_EXAMPLE}
+#: proxies.py needs a proxy server: tests/test_proxy.py runs it against pproxy.
+SUPPORT = {"alert_pager", "proxies", PYTEST_EXAMPLE}
 
 
 def test_every_example_file_is_run_by_a_test() -> None:

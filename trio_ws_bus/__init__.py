@@ -61,6 +61,11 @@ from ._protocol import (
     invalid_binary_frame as invalid_binary_frame,
     salvage_server_message as salvage_server_message,
 )
+from ._proxy import (
+    PROXY_FROM_ENV as PROXY_FROM_ENV,
+    ProxyFromEnv as ProxyFromEnv,
+    ProxyURL as ProxyURL,
+)
 from ._reconnect import (
     ConnectionFailure as ConnectionFailure,
     FailureKind as FailureKind,
@@ -72,6 +77,7 @@ from ._reconnect import (
     fatal_auth_policy as fatal_auth_policy,
 )
 from ._transport import (
+    ProxyTransport as ProxyTransport,
     TcpTransport as TcpTransport,
     Transport as Transport,
 )
@@ -90,6 +96,7 @@ __all__ = [
     "ERROR_TOPIC",
     "INVALID_RAW_LIMIT",
     "INVALID_TOPIC",
+    "PROXY_FROM_ENV",
     "Alert",
     "AlertsMessage",
     "Backoff",
@@ -106,6 +113,9 @@ __all__ = [
     "Overflow",
     "ProtocolError",
     "ProxyError",
+    "ProxyFromEnv",
+    "ProxyTransport",
+    "ProxyURL",
     "RetryPolicy",
     "RetryRules",
     "RetryVerdict",

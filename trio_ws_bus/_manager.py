@@ -56,6 +56,7 @@ from ._errors import ConnectionGaveUp
 from ._events import ConnectionEvent, ConnectionStatus
 from ._logs import get_logger
 from ._protocol import Alert, SubscriptionKind, Telemetry
+from ._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL, resolve_proxy
 from ._reconnect import (
     ConnectionFailure,
     FailureKind,
@@ -68,7 +69,12 @@ from ._reconnect import (
 from ._routing import MessageCounters, Router
 from ._secrets import Redactor, install_log_filter
 from ._session import ClientSession, Compression, HandshakeOptions, SessionState
-from ._transport import TcpTransport, Transport, failure_from_os_error
+from ._transport import (
+    ProxyTransport,
+    TcpTransport,
+    Transport,
+    failure_from_os_error,
+)
 from ._url import check_base_url, redact_url, resolve_target
 from ._util import BaseExceptionGroup, reraise_alone
 from ._version import __version__
@@ -749,6 +755,8 @@ async def open_websocket_manager(
     subprotocols: Sequence[str] | None = None,
     compression: Compression = "deflate",
     token_location: TokenLocation = "query",
+    proxy: str | ProxyURL | ProxyFromEnv | None = PROXY_FROM_ENV,
+    trust_env: bool = True,
 ) -> AsyncIterator[WebSocketManager]:
     """Open a connection manager whose task lives as long as the context.
 
@@ -794,6 +802,13 @@ async def open_websocket_manager(
             no compression.
         token_location: ``"query"`` (the seed's ``?token=``) or ``"header"``
             (``Authorization: Bearer <token>``).
+        proxy: ``"http://[user:pass@]host:port"`` (HTTP CONNECT),
+            ``"socks5://..."`` or ``"socks5h://..."``; TLS runs inside the
+            tunnel for ``wss:``. By default the environment decides (see
+            ``trust_env``); an explicit ``None`` means no proxy, whatever the
+            environment says. Ignored when ``transport`` is given.
+        trust_env: Read ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY``
+            as httpx does, when ``proxy`` is not given.
 
     Raises:
         ValueError: For a URL that can never work (unknown scheme, no host) or
@@ -831,6 +846,11 @@ async def open_websocket_manager(
         ssl_context = ssl.create_default_context()
     elif not probe.secure and ssl_context is not None:
         raise ValueError("ssl_context given for a ws:/http: URL; use wss:/https:")
+    if transport is None:
+        proxy_url = resolve_proxy(
+            probe.scheme, probe.host, probe.port, proxy=proxy, trust_env=trust_env
+        )
+        transport = TcpTransport() if proxy_url is None else ProxyTransport(proxy_url)
     if not probe.secure and not _is_loopback(probe.host):
         logger.warning(
             "connecting to %s without TLS: the token travels in clear text", probe.host
@@ -849,7 +869,7 @@ async def open_websocket_manager(
             close_timeout=close_timeout,
             ssl_context=ssl_context,
             max_message_size=max_message_size,
-            transport=transport if transport is not None else TcpTransport(),
+            transport=transport,
         ),
         bus=bus if bus is not None else MessageBus(),
         backoff=backoff if backoff is not None else Backoff(),

@@ -24,8 +24,9 @@ from .._bus import CONNECTION_TOPIC, MessageBus, Subscription
 from .._errors import ConnectionGaveUp
 from .._events import ConnectionStatus
 from .._manager import WebSocketManager, _is_loopback, open_websocket_manager
+from .._proxy import ProxyURL
 from .._secrets import Redactor
-from .._transport import Transport
+from .._transport import ProxyTransport, Transport
 from .._url import redact_url
 from ._output import EVENT_BUFFER, Output, Tally, plural, records_from
 from ._tokens import CommandToken, TokenSource, TokenSourceError, token_provider
@@ -358,6 +359,7 @@ class ListenSettings:
         json: JSON lines instead of text.
         max_retries: Retries before giving up.
         duration: Seconds to run; ``None``: until Ctrl-C or giving up.
+        proxy: The proxy to tunnel through, if any.
     """
 
     url: str
@@ -367,6 +369,7 @@ class ListenSettings:
     json: bool = False
     max_retries: int = 20
     duration: float | None = None
+    proxy: ProxyURL | None = None
 
 
 def _clear_text_warning(url: str) -> str | None:
@@ -431,9 +434,14 @@ async def _listen(
     bus = MessageBus()
     gave_up: str | None = None
     timeout = source.timeout if isinstance(source, CommandToken) else 0.0
+    via = ""
+    if settings.proxy is not None:
+        via = f" through proxy {settings.proxy.address}"
+        if transport is None:
+            transport = ProxyTransport(settings.proxy)
     async with bus.subscribe("*", max_buffer=EVENT_BUFFER) as events:
         out.text(
-            f"trio-ws-bus listen: {redact_url(settings.url)}, token from "
+            f"trio-ws-bus listen: {redact_url(settings.url)}{via}, token from "
             f"{source.describe()}; Ctrl-C to stop"
         )
         printer = _Printer(events, out, start)

@@ -21,6 +21,7 @@ from typing import NoReturn, TextIO
 
 import trio
 
+from .._proxy import ProxyURL
 from .._url import check_base_url
 from .._util import BaseExceptionGroup, leaf_exceptions, reraise_alone
 from .._version import __version__
@@ -242,6 +243,12 @@ def _add_listen_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="subscribe to a device's telemetry (repeatable)",
     )
+    parser.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="tunnel through this proxy: http://, socks5://, socks5h:// or "
+        "socks4://, with user:password@ if it needs them (never printed)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument(
         "--max-retries",
@@ -342,6 +349,10 @@ def _listen_settings(args: argparse.Namespace) -> ListenSettings:
             raise UsageError("--token-command is empty")
         source = CommandToken(tuple(argv), timeout=args.token_timeout)
     devices = tuple(dict.fromkeys(args.devices or ()))
+    try:
+        proxy = None if args.proxy is None else ProxyURL.parse(args.proxy)
+    except ValueError as exc:
+        raise UsageError(f"bad --proxy: {exc}") from None
     return ListenSettings(
         url=url,
         token_source=source,
@@ -350,6 +361,7 @@ def _listen_settings(args: argparse.Namespace) -> ListenSettings:
         json=args.json,
         max_retries=args.max_retries,
         duration=args.duration,
+        proxy=proxy,
     )
 
 
