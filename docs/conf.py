@@ -58,6 +58,8 @@ autodoc_type_aliases = {
     name: f"trio_ws_bus.{name}"
     for name in (
         "TokenProvider",
+        "TokenLocation",
+        "HandshakeHeaders",
         "RetryPolicy",
         "ServerMessage",
     )

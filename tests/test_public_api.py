@@ -48,7 +48,9 @@ EXPECTED = {
     "Telemetry",
     "TelemetryData",
     "TelemetryMessage",
+    "TokenLocation",
     "TokenProvider",
+    "HandshakeHeaders",
     "Topic",
     "Transport",
     "TrioWsBusError",
@@ -89,7 +91,9 @@ def test_public_names_belong_to_the_package() -> None:
     for name in trio_ws_bus.__all__:
         obj = getattr(trio_ws_bus, name)
         if inspect.isclass(obj) or inspect.isfunction(obj):
-            builtin_based = inspect.isclass(obj) and issubclass(obj, (BaseException, str))
+            builtin_based = inspect.isclass(obj) and issubclass(
+                obj, (BaseException, str)
+            )
             if not builtin_based:  # exceptions and Topic (a str) have none
                 inspect.signature(obj)  # annotations resolve in the module named
             struct = hasattr(obj, "__struct_fields__")  # msgspec: see _util.py

@@ -36,7 +36,9 @@ from ._events import (
     ConnectionStatus as ConnectionStatus,
 )
 from ._manager import (
+    HandshakeHeaders as HandshakeHeaders,
     ManagerStatistics as ManagerStatistics,
+    TokenLocation as TokenLocation,
     TokenProvider as TokenProvider,
     WebSocketManager as WebSocketManager,
     open_websocket_manager as open_websocket_manager,
@@ -107,6 +109,7 @@ __all__ = [
     "ConnectionStatus",
     "ErrorMessage",
     "FailureKind",
+    "HandshakeHeaders",
     "InvalidItem",
     "ManagerStatistics",
     "MessageBus",
@@ -130,6 +133,7 @@ __all__ = [
     "Telemetry",
     "TelemetryData",
     "TelemetryMessage",
+    "TokenLocation",
     "TokenProvider",
     "Topic",
     "Transport",

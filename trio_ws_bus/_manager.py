@@ -80,7 +80,9 @@ from ._util import BaseExceptionGroup, reraise_alone
 from ._version import __version__
 
 __all__ = [
+    "HandshakeHeaders",
     "ManagerStatistics",
+    "TokenLocation",
     "TokenProvider",
     "WebSocketManager",
     "open_websocket_manager",
@@ -97,6 +99,12 @@ TokenProvider = str | Callable[[], "str | Awaitable[str | None] | None"]
 """A token, or a sync or async callable returning the current one (or None)."""
 
 TokenLocation = Literal["query", "header"]
+"""Where the token travels: ``"query"`` (``?token=``, the seed's) or ``"header"``
+(``Authorization: Bearer <token>``)."""
+
+HandshakeHeaders = Mapping[str, str] | Sequence[tuple[str, str]]
+"""Extra handshake request headers: a mapping, or ``(name, value)`` pairs (a
+name may repeat)."""
 
 DEFAULT_PATH: Final = "/api/v2/ws"
 DEFAULT_MAX_MESSAGE_SIZE: Final = 1024 * 1024
@@ -701,7 +709,7 @@ def _check_positive(name: str, value: float) -> None:
 
 
 def _handshake_options(
-    additional_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None,
+    additional_headers: HandshakeHeaders,
     user_agent: str | None,
     origin: str | None,
     subprotocols: Sequence[str] | None,
@@ -710,7 +718,7 @@ def _handshake_options(
     pairs = (
         list(additional_headers.items())
         if isinstance(additional_headers, Mapping)
-        else list(additional_headers or ())
+        else list(additional_headers)
     )
     for name, value in pairs:
         if not (isinstance(name, str) and isinstance(value, str)):
@@ -749,7 +757,7 @@ async def open_websocket_manager(
     ssl_context: ssl.SSLContext | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     transport: Transport | None = None,
-    additional_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    additional_headers: HandshakeHeaders = (),
     user_agent: str | None = DEFAULT_USER_AGENT,
     origin: str | None = None,
     subprotocols: Sequence[str] | None = None,
