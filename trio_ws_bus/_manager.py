@@ -145,6 +145,9 @@ class ManagerStatistics:
         invalid_messages: Items rejected and published on ``INVALID_TOPIC``
             (bad JSON, unknown type, wrong field types, binary, too big).
         subscriptions: Persisted server subscriptions.
+        other_metrics: Telemetry metric values that are neither numbers nor
+            booleans, kept in :attr:`Telemetry.other_metrics` (the reading is
+            delivered all the same).
         subprotocol: The subprotocol the server chose on the current (or
             last) connection, else ``None``.
         compression: ``"deflate"`` if the current (or last) connection
@@ -163,6 +166,7 @@ class ManagerStatistics:
     server_errors: int
     invalid_messages: int
     subscriptions: int
+    other_metrics: int = 0
     subprotocol: str | None = None
     compression: str | None = None
 
@@ -392,6 +396,7 @@ class WebSocketManager:
             server_errors=c.server_errors,
             invalid_messages=c.invalid_messages,
             subscriptions=len(self._ledger.wanted),
+            other_metrics=c.other_metrics,
             subprotocol=session.subprotocol if session is not None else None,
             compression=session.compression if session is not None else None,
         )
@@ -495,6 +500,10 @@ class WebSocketManager:
                 decision.delay,
                 decision.retry_count,
                 self._budget.backoff.max_retries,
+                extra={
+                    "ws_bus_attempt": self._attempts,
+                    "ws_bus_status": "disconnected",
+                },
             )
             self._wake = trio.Event()
             self._publish(
@@ -530,7 +539,11 @@ class WebSocketManager:
             settings.url, None if in_header else token, path=settings.path
         )
         self._publish(ConnectionEvent(ConnectionStatus.CONNECTING))
-        logger.debug("connecting to %s", target.redacted_url)
+        logger.debug(
+            "connecting to %s",
+            target.redacted_url,
+            extra={"ws_bus_attempt": self._attempts, "ws_bus_status": "connecting"},
+        )
         try:
             with trio.fail_at(deadline):
                 stream = await settings.transport.open_stream(
@@ -572,12 +585,6 @@ class WebSocketManager:
         finally:
             self._connection = None
             self._ledger.connection_lost()
-        if failure.kind is FailureKind.CLOSED:
-            logger.info(
-                "connection closed: code=%s reason=%s",
-                failure.close_code,
-                failure.reason,
-            )
         return failure
 
     def _on_open(self) -> None:
@@ -587,7 +594,11 @@ class WebSocketManager:
         self._budget.on_connected(now)
         self._ledger.connection_opened()
         self._enter(Phase.CONNECTED)
-        logger.info("connected to %s", redact_url(self._settings.url))
+        logger.info(
+            "connected to %s",
+            redact_url(self._settings.url),
+            extra={"ws_bus_attempt": self._attempts, "ws_bus_status": "connected"},
+        )
         self._publish(ConnectionEvent(ConnectionStatus.CONNECTED))
         self._flush()  # the replay
 
@@ -623,13 +634,25 @@ class WebSocketManager:
                 )
             )
             return
-        logger.warning("connection attempt failed: %s", failure.reason)
+        logger.warning(
+            "connection attempt failed: %s",
+            failure.reason,
+            extra={
+                "ws_bus_attempt": self._attempts,
+                "ws_bus_status": "error",
+                "ws_bus_status_code": failure.status_code,
+            },
+        )
         self._publish(ConnectionEvent(ConnectionStatus.ERROR, message=failure.reason))
         if failure.kind is not FailureKind.TOKEN_ERROR:
             self._publish(ConnectionEvent(ConnectionStatus.DISCONNECTED, code=1006))
 
     def _give_up(self, message: str) -> None:
-        logger.warning("giving up: %s", message)
+        logger.warning(
+            "giving up: %s",
+            message,
+            extra={"ws_bus_attempt": self._attempts, "ws_bus_status": "error"},
+        )
         self._wanted = False
         self._gave_up = message
         self._enter(Phase.GAVE_UP)

@@ -25,18 +25,20 @@ from ._bus import ALERTS_TOPIC, ERROR_TOPIC, INVALID_TOPIC
 from ._errors import ProtocolError
 from ._logs import LogLimiter
 from ._protocol import (
+    INVALID_RAW_LIMIT,
     AlertsMessage,
     ErrorMessage,
     InvalidItem,
     ServerMessage,
     TelemetryMessage,
     decode_server_message,
+    invalid_binary_frame,
+    salvage_server_message,
 )
 
 __all__ = ["MessageCounters", "Router"]
 
 _TELEMETRY_PREFIX: Final = "telemetry:"
-_RAW_LIMIT: Final = 1024
 
 Publish = Callable[[str, object], int]
 
@@ -51,6 +53,7 @@ class MessageCounters:
     acks: int = 0
     server_errors: int = 0
     invalid_messages: int = 0
+    other_metrics: int = 0
 
 
 class Router:
@@ -78,30 +81,37 @@ class Router:
         self._error_log = LogLimiter(logger, "server error")
 
     def text(self, text: str, now: float) -> None:
-        """Route one complete text message."""
+        """Route one complete text message; what fails validation, item by item."""
         self.counters.messages_received += 1
         try:
-            message = decode_server_message(text)
+            message: ServerMessage | None = decode_server_message(text)
         except ProtocolError as exc:
-            self.reject(text, exc.reason, now)
-            return
-        self._dispatch(message, text, now)
+            message, rejected = salvage_server_message(
+                text, exc.reason, scrub=self._scrub
+            )
+            for item in rejected:
+                self.reject(item, now)
+            if type(message) is not AlertsMessage and message is not None:
+                assert isinstance(message, TelemetryMessage)
+                self.counters.other_metrics += len(message.telemetry.other_metrics)
+        if message is not None:
+            self._dispatch(message, text, now)
 
     def binary(self, data: bytes, now: float) -> None:
         """Route one complete binary message: the protocol has none."""
         self.counters.messages_received += 1
-        self.reject(data.decode("utf-8", "backslashreplace"), "binary frame", now)
+        self.reject(invalid_binary_frame(data, scrub=self._scrub), now)
 
     def too_big(self, now: float) -> None:
         """Count a message refused for ``max_message_size`` (never read whole)."""
         self.counters.messages_received += 1
-        self.reject("", "message larger than max_message_size", now)
+        self.reject(InvalidItem("message larger than max_message_size", ""), now)
 
-    def reject(self, raw: str, reason: str, now: float) -> None:
+    def reject(self, item: InvalidItem, now: float) -> None:
         """Count, log and publish one rejected item."""
         self.counters.invalid_messages += 1
-        self._invalid_log.log(now, reason)
-        self._publish(INVALID_TOPIC, InvalidItem(reason, self._scrub(raw[:_RAW_LIMIT])))
+        self._invalid_log.log(now, item.reason)
+        self._publish(INVALID_TOPIC, item)
 
     def end_connection(self, now: float) -> None:
         """Summarise what was only counted on the connection that ended."""
@@ -114,7 +124,8 @@ class Router:
         if kind is TelemetryMessage:
             assert isinstance(message, TelemetryMessage)
             if not message.device_id:
-                self.reject(text, "telemetry without a device_id", now)
+                raw = self._scrub(text[:INVALID_RAW_LIMIT])
+                self.reject(InvalidItem("telemetry without a device_id", raw), now)
                 return
             counters.telemetry_messages += 1
             self._publish(_TELEMETRY_PREFIX + message.device_id, message.telemetry)

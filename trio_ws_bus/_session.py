@@ -468,6 +468,12 @@ class ClientSession:
         self._finish_closed(1006, None, now)
 
     def _finish_closed(self, code: int, reason: str | None, now: float) -> None:
+        logger.info(
+            "connection closed: code=%s reason=%s",
+            code,
+            short_text(reason or ""),
+            extra={"ws_bus_close_code": code},
+        )
         self._router.end_connection(now)
         self._finish(
             ConnectionFailure(
