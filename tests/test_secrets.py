@@ -76,7 +76,7 @@ async def test_canary_token_never_leaks(
                     await server.publish_alerts([make_alert(1)])
                     await alerts.receive()
                     await server.send_error(f"bad request for token {CANARY}")
-                    await trio.sleep(3)  # a few heartbeats
+                    await trio.sleep(3.5)  # a few heartbeats; close between pings
                     await server.close_connections(4001, f"token {CANARY} expired")
                     await server.wait_subscribed("alerts")
                     server.connections[0].freeze()

@@ -37,16 +37,24 @@ def configure_logging() -> None:
     logging.config.dictConfig(LOGGING)
 
 
-def undo_logging() -> None:
-    """Put the loggers back (the docs' tests share one process)."""
-    for name in ("trio_ws_bus", "trio_ws_bus.wire"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.NOTSET)
-        logger.propagate = True
-    logging.getLogger("trio_ws_bus").handlers[-1:] = []
+def snapshot_logging() -> list[tuple[logging.Logger, int, bool, list[logging.Handler]]]:
+    """What configure_logging() changes (the docs' tests share one process)."""
+    loggers = [logging.getLogger(name) for name in LOGGING["loggers"]]
+    return [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
+
+
+def restore_logging(
+    saved: list[tuple[logging.Logger, int, bool, list[logging.Handler]]],
+) -> None:
+    """Put the loggers back as snapshot_logging() found them."""
+    for logger, level, propagate, handlers in saved:
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.handlers[:] = handlers
 
 
 async def main() -> None:
+    saved = snapshot_logging()
     configure_logging()
     try:
         for name in ("trio_ws_bus.manager", "trio_ws_bus.wire"):
@@ -61,7 +69,7 @@ async def main() -> None:
         ):
             await trio.sleep(1)
     finally:
-        undo_logging()
+        restore_logging(saved)
 
 
 if __name__ == "__main__":
