@@ -417,7 +417,10 @@ class ClientSession:
             self._finish(_closed_during_handshake())
             return
         guard = self._guard
-        if isinstance(exc.__cause__, SecurityError) and guard is not None:
+        too_long = isinstance(exc, SecurityError) or isinstance(
+            exc.__cause__, SecurityError
+        )
+        if too_long and guard is not None:
             # websockets' own bounds (line length, header count, body size).
             why = (
                 f"answer longer than {ANSWER_LIMIT} bytes"
