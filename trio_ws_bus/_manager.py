@@ -922,9 +922,14 @@ async def open_websocket_manager(
                     await manager._shutdown()
                 manager._run_scope.cancel()
     except BaseExceptionGroup as group:
-        # The body's own exception (a group included) comes out as itself;
-        # the nursery wrapped it, and only it, in a group of its own.
-        if body_error is not None and list(group.exceptions) == [body_error]:
+        # The body's own exception (a group included) comes out as itself: the
+        # nursery wrapped it (a group, possibly as a copy), and nothing else.
+        if (
+            body_error is not None
+            and not isinstance(body_error, trio.Cancelled)
+            and len(group.exceptions) == 1
+            and type(group.exceptions[0]) is type(body_error)
+        ):
             reraise_alone(body_error)
         raise
     finally:
