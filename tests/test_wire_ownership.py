@@ -136,3 +136,28 @@ def test_importing_the_client_loads_no_other_websocket_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def local_imports(module: str) -> set[str]:
+    """The trio_ws_bus modules ``module`` imports, directly or not (not __init__)."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                todo.append(node.module)
+    return seen
+
+
+def test_the_sans_io_session_imports_no_trio() -> None:
+    """The session and everything it imports is I/O-free: no trio anywhere below."""
+    core = local_imports("_session")
+    assert {"_session", "_heartbeat", "_routing", "_protocol", "_topics"} <= core
+    for name in sorted(core):
+        tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))
+        assert "trio" not in imported_roots(tree), name

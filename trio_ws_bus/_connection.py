@@ -95,6 +95,7 @@ class Connection:
         session = self.session
         stream = self._stream
         outbox = self._outbox
+        handshaking = True
         try:
             while session.state is not SessionState.FINISHED:
                 data = await stream.receive_some(RECEIVE_SIZE)
@@ -103,8 +104,9 @@ class Connection:
                     session.receive_eof(now)
                     break
                 session.receive_data(data, now)
-                if session.state is not SessionState.CONNECTING:
-                    handshake.deadline = math.inf
+                if handshaking and session.state is not SessionState.CONNECTING:
+                    handshaking = False
+                    handshake.deadline = math.inf  # open_timeout is over
                 answer = session.data_to_send()
                 if answer:
                     outbox.extend(answer)

@@ -21,7 +21,6 @@ from typing import Final
 
 import attrs
 
-from ._bus import ALERTS_TOPIC, ERROR_TOPIC, INVALID_TOPIC
 from ._errors import ProtocolError
 from ._logs import LogLimiter
 from ._protocol import (
@@ -35,6 +34,7 @@ from ._protocol import (
     invalid_binary_frame,
     salvage_server_message,
 )
+from ._topics import ALERTS_TOPIC, ERROR_TOPIC, INVALID_TOPIC
 
 __all__ = ["MessageCounters", "Router"]
 

@@ -175,7 +175,6 @@ class ClientSession:
         ping_timeout: Seconds a ping may stay unanswered (see the heartbeat).
         close_timeout: Seconds a close we start may wait for the server's.
         logger: websockets' protocol logger for this connection.
-        scrub: Removes the live token from server-provided text.
     """
 
     def __init__(
