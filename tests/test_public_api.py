@@ -54,6 +54,7 @@ EXPECTED = {
     "fatal_auth_policy",
     "open_websocket_manager",
     "redact_url",
+    "seed_retry_policy",
     "telemetry_topic",
     "__version__",
 }

@@ -66,6 +66,7 @@ from ._reconnect import (
     SubscriptionKey as SubscriptionKey,
     default_retry_policy as default_retry_policy,
     fatal_auth_policy as fatal_auth_policy,
+    seed_retry_policy as seed_retry_policy,
 )
 from ._transport import (
     TcpTransport as TcpTransport,
@@ -127,5 +128,6 @@ __all__ = [
     "fatal_auth_policy",
     "open_websocket_manager",
     "redact_url",
+    "seed_retry_policy",
     "telemetry_topic",
 ]

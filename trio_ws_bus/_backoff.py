@@ -72,11 +72,13 @@ class Backoff:
         jitter: Fraction of each delay that may be randomly removed (0 to 1).
             Spreads reconnects of many clients after a server restart.
         reset_after: Seconds a connection must stay up before the retry count
-            goes back to 0. The default, 10 s, stops a server that accepts and
-            at once drops (or resends a message that kills every connection)
-            from refilling the budget forever; any connection that lasts
-            longer resets the count exactly as the browser client does. ``0``
-            resets on every successful handshake, as the browser client does.
+            and the delay go back to the start. The default, 0, resets them on
+            every successful handshake, as the browser client, websockets,
+            socket.io and centrifuge do. A value above 0 is an opt-in defence
+            against a server that accepts and at once drops (or resends a
+            message that kills every connection): shorter connections then
+            count like failed attempts, so such a server is retried on the
+            backoff schedule and the manager gives up after ``max_retries``.
         rng: The random source for jitter; pass ``random.Random(seed)`` for a
             reproducible schedule.
     """
@@ -86,7 +88,7 @@ class Backoff:
     max_delay: float = attrs.field(default=30.0, validator=_check_max_delay)
     max_retries: int = attrs.field(default=20, validator=_check_retries)
     jitter: float = attrs.field(default=0.0, validator=_check_jitter)
-    reset_after: float = attrs.field(default=10.0, validator=_non_negative)
+    reset_after: float = attrs.field(default=0.0, validator=_non_negative)
     rng: random.Random = attrs.field(
         factory=random.Random, eq=False, repr=False, kw_only=True
     )
