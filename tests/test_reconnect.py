@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import re
 from datetime import datetime, timedelta, timezone
 
 import attrs
@@ -17,6 +18,7 @@ from trio_ws_bus import (
     FailureKind,
     RetryRules,
     RetryVerdict,
+    SubscribeRequest,
     default_retry_policy,
     fatal_auth_policy,
     seed_retry_policy,
@@ -130,6 +132,38 @@ def test_ledger_references_outlive_an_unpin() -> None:
     assert ledger.wanted == [key]
     ledger.release(key)
     assert ledger.wanted == []
+
+
+def test_ledger_resubscribes_after_an_unsubscribe_went_out() -> None:
+    """Once an unsubscribe is sent, wanting the key again sends a subscribe."""
+    key: SubscriptionKey = ("device", "d1")
+    ledger = SubscriptionLedger()
+    ledger.connection_opened()
+    ledger.pin(key)
+    (subscribe,) = ledger.pending()
+    ledger.mark_sent(subscribe)
+    ledger.unpin(key)
+    (unsubscribe,) = ledger.pending()
+    ledger.mark_sent(unsubscribe)
+    assert ledger.pending() == []
+    ledger.pin(key)
+    assert ledger.pending() == [subscribe]
+
+
+def test_ledger_ignores_a_sent_request_from_an_older_connection() -> None:
+    """An unsubscribe marked after a reconnect (or when disconnected) is harmless."""
+    key: SubscriptionKey = ("alerts", None)
+    ledger = SubscriptionLedger()
+    ledger.pin(key)
+    ledger.connection_opened()
+    (subscribe,) = ledger.pending()
+    ledger.unpin(key)
+    ledger.connection_opened()  # the server forgot everything
+    ledger.mark_sent(SubscribeRequest.unsubscribe(*key))
+    ledger.connection_lost()
+    ledger.mark_sent(subscribe)
+    ledger.connection_opened()
+    assert ledger.pending() == []
 
 
 KEYS: list[SubscriptionKey] = [("alerts", None), ("device", "d1"), ("device", "d2")]
@@ -278,22 +312,34 @@ def test_fatal_auth_policy_is_the_documented_rules() -> None:
 
 
 @pytest.mark.parametrize(
-    ("options", "error"),
+    ("options", "error", "message"),
     [
-        ({"fatal_statuses": {99}}, ValueError),
-        ({"retry_now_statuses": {600}}, ValueError),
-        ({"fatal_close_codes": {999}}, ValueError),
-        ({"retry_now_close_codes": {5000}}, ValueError),
-        ({"fatal_statuses": {"401"}}, TypeError),
-        ({"fatal_close_codes": {True}}, TypeError),
-        ({"fatal_kinds": {"nope"}}, ValueError),
+        (
+            {"fatal_statuses": {99}},
+            ValueError,
+            "HTTP statuses must be in 100-599, got 99",
+        ),
+        ({"retry_now_statuses": {600}}, ValueError, "HTTP statuses must be in 100-599"),
+        ({"fatal_close_codes": {999}}, ValueError, "close codes must be in 1000-4999"),
+        ({"retry_now_close_codes": {5000}}, ValueError, "got 5000"),
+        (
+            {"fatal_statuses": {"401"}},
+            TypeError,
+            "HTTP statuses must be ints, got '401'",
+        ),
+        (
+            {"fatal_close_codes": {True}},
+            TypeError,
+            "close codes must be ints, got True",
+        ),
+        ({"fatal_kinds": {"nope"}}, ValueError, "nope"),
     ],
 )
 def test_retry_rules_reject_impossible_codes(
-    options: dict[str, object], error: type[Exception]
+    options: dict[str, object], error: type[Exception], message: str
 ) -> None:
     """Statuses must be 100-599, close codes 1000-4999, kinds real FailureKinds."""
-    with pytest.raises(error):
+    with pytest.raises(error, match=re.escape(message)):
         RetryRules(**options)  # type: ignore[arg-type]
 
 

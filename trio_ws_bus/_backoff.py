@@ -27,10 +27,9 @@ def _check_factor(
         raise ValueError(f"factor must be a finite number >= 1, got {value!r}")
 
 
-def _check_max_delay(
+def _at_least_base(
     instance: Backoff, attribute: attrs.Attribute[float], value: float
 ) -> None:
-    _non_negative(instance, attribute, value)
     if value < instance.base:
         raise ValueError(f"max_delay ({value!r}) must be >= base ({instance.base!r})")
 
@@ -85,7 +84,9 @@ class Backoff:
 
     base: float = attrs.field(default=1.0, validator=_non_negative)
     factor: float = attrs.field(default=2.0, validator=_check_factor)
-    max_delay: float = attrs.field(default=30.0, validator=_check_max_delay)
+    max_delay: float = attrs.field(
+        default=30.0, validator=[_non_negative, _at_least_base]
+    )
     max_retries: int = attrs.field(default=20, validator=_check_retries)
     jitter: float = attrs.field(default=0.0, validator=_check_jitter)
     reset_after: float = attrs.field(default=0.0, validator=_non_negative)

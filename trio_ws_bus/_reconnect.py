@@ -353,10 +353,7 @@ class RetryBudget:
         """Reset the count if the current connection has been up long enough."""
         connected_at = self._connected_at
         if connected_at is not None and now - connected_at >= self.backoff.reset_after:
-            self.retries_used = 0
-            self._last_outcome = None
-            self._repeats = 0
-            self._last_was_immediate = False
+            self._forget_failures()
 
     def on_failure(self, failure: ConnectionFailure, now: float) -> RetryDecision:
         """Decide what follows ``failure``, which happened at time ``now``.
@@ -385,10 +382,13 @@ class RetryBudget:
 
     def reset(self) -> None:
         """Forget all failures (after an intentional disconnect)."""
-        self.retries_used = 0
         self._connected_at = None
+        self._forget_failures()
+
+    def _forget_failures(self) -> None:
+        # _repeats needs no reset: with no last outcome the next failure is 0.
+        self.retries_used = 0
         self._last_outcome = None
-        self._repeats = 0
         self._last_was_immediate = False
 
 
