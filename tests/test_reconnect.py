@@ -370,26 +370,31 @@ def test_policy_returning_a_plain_string_is_understood() -> None:
 
 FAILURES = st.sampled_from([REFUSED, CLOSED, REJECTED_401, REJECTED_503, EXPIRED])
 VERDICTS = st.sampled_from(list(RetryVerdict))
-RESET_AFTER = 10.0
-#: Uptimes away from the reset_after boundary, where float sums may land on
-#: either side.
-UPTIMES = st.floats(0.0, 30.0).filter(lambda u: abs(u - RESET_AFTER) > 1e-6)
+#: Uptimes away from the base and reset_after boundaries, where float sums may
+#: land on either side.
+UPTIMES = st.floats(0.0, 30.0).filter(
+    lambda u: abs(u - 1.0) > 1e-6 and abs(u - 10.0) > 1e-6
+)
 
 
 @given(
     steps=st.lists(st.tuples(FAILURES, VERDICTS, UPTIMES), min_size=1, max_size=60),
     max_retries=st.integers(0, 25),
+    reset_after=st.sampled_from([0.0, 10.0]),
 )
 def test_budget_never_loops_and_never_overspends(
-    steps: list[tuple[ConnectionFailure, RetryVerdict, float]], max_retries: int
+    steps: list[tuple[ConnectionFailure, RetryVerdict, float]],
+    max_retries: int,
+    reset_after: float,
 ) -> None:
     """Any policy: never two immediate retries in a row, never over max_retries.
 
-    Both hold between connections that stayed up long enough to reset the count.
+    The count holds between connections up reset_after seconds, the immediacy
+    guard between connections up max(reset_after, base) seconds.
     """
     verdicts = iter([verdict for _, verdict, _ in steps])
     budget = RetryBudget(
-        Backoff(max_retries=max_retries, reset_after=RESET_AFTER),
+        Backoff(max_retries=max_retries, reset_after=reset_after),
         policy=lambda failure: next(verdicts),
     )
     now = 0.0
@@ -398,8 +403,10 @@ def test_budget_never_loops_and_never_overspends(
     for failure, _, uptime in steps:
         budget.on_connected(now)
         now += uptime
-        if uptime >= RESET_AFTER:
-            since_reset, previous_delay = 0, None
+        if uptime >= reset_after:
+            since_reset = 0
+        if uptime >= max(reset_after, 1.0):
+            previous_delay = None
         decision = budget.on_failure(failure, now)
         if decision.delay is None:
             break
@@ -569,6 +576,31 @@ def test_retry_now_is_immediate_again_after_a_healthy_connection() -> None:
     assert budget.on_failure(EXPIRED, now=0.0).delay == 0.0
     budget.on_connected(now=1.0)
     assert budget.on_failure(EXPIRED, now=2.0).delay == 0.0
+
+
+def test_connection_that_closes_at_once_keeps_the_loop_guards() -> None:
+    """Closed at once every time: RETRY_NOW alternates 0 s and 1 s, forever."""
+    budget = RetryBudget(Backoff(), policy=lambda failure: RetryVerdict.RETRY_NOW)
+    now, delays = 0.0, []
+    for _ in range(40):
+        budget.on_connected(now)
+        now += 0.5
+        delay = budget.on_failure(EXPIRED, now).delay
+        assert delay is not None
+        delays.append(delay)
+        now += delay
+    assert delays == [0.0, 1.0] * 20
+
+
+def test_once_then_stop_survives_a_connection_that_closes_at_once() -> None:
+    """4001 right after each handshake: once at once, then the rule gives up."""
+    once = RetryRules(retry_now_close_codes={4001}, fatal_close_codes={4001})
+    budget = RetryBudget(Backoff(), policy=once)
+    budget.on_connected(now=0.0)
+    assert budget.on_failure(EXPIRED, now=0.5).delay == 0.0
+    budget.on_connected(now=0.5)
+    decision = budget.on_failure(EXPIRED, now=0.7)
+    assert decision.give_up_message == "Connection closed with code 4001 (not retried)"
 
 
 def test_retry_now_is_immediate_again_after_reset() -> None:

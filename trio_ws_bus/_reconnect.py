@@ -322,10 +322,16 @@ class RetryBudget:
     * A failure asks the policy; ``GIVE_UP`` stops at once. Otherwise it uses
       one retry; at ``backoff.max_retries`` used, the next failure gives up
       with :data:`MAX_RETRIES_MESSAGE`.
-    * A connection resets the count (and the row of repeated outcomes) once
-      it has stayed up ``backoff.reset_after`` seconds: at the handshake by
-      default (0), as the browser client does; with ``reset_after`` > 0 a
-      server that accepts and drops at once cannot refill the budget.
+    * A connection resets the count (so the delay starts over) once it has
+      stayed up ``backoff.reset_after`` seconds: at the handshake by default
+      (0), as the browser client does; with ``reset_after`` > 0 a server that
+      accepts and drops at once cannot refill the budget.
+    * The guards against loops, the row of repeated outcomes
+      (:attr:`ConnectionFailure.repeats`) and the last immediate retry, are
+      forgotten only once a connection has stayed up
+      ``max(reset_after, base)`` seconds (1 s by default): a server that
+      accepts and at once closes cannot turn "once, then stop" into
+      "forever", nor make ``RETRY_NOW`` a loop faster than the first delay.
     * ``RETRY_NOW`` waits 0 s, but only once in a row: a ``RETRY_NOW`` right
       after an immediate retry waits the backoff delay, so no policy can make
       a tight loop.
@@ -346,14 +352,18 @@ class RetryBudget:
     def on_connected(self, now: float) -> None:
         """Record a successful handshake at time ``now``."""
         self._connected_at = now
-        if self.backoff.reset_after == 0:
-            self.settle(now)
+        self.settle(now)
 
     def settle(self, now: float) -> None:
-        """Reset the count if the current connection has been up long enough."""
+        """Give back what the current connection has earned by staying up."""
         connected_at = self._connected_at
-        if connected_at is not None and now - connected_at >= self.backoff.reset_after:
-            self._forget_failures()
+        if connected_at is None:
+            return
+        uptime = now - connected_at
+        if uptime >= self.backoff.reset_after:
+            self.retries_used = 0
+        if uptime >= max(self.backoff.reset_after, self.backoff.base):
+            self._forget_row()
 
     def on_failure(self, failure: ConnectionFailure, now: float) -> RetryDecision:
         """Decide what follows ``failure``, which happened at time ``now``.
@@ -383,11 +393,11 @@ class RetryBudget:
     def reset(self) -> None:
         """Forget all failures (after an intentional disconnect)."""
         self._connected_at = None
-        self._forget_failures()
-
-    def _forget_failures(self) -> None:
-        # _repeats needs no reset: with no last outcome the next failure is 0.
         self.retries_used = 0
+        self._forget_row()
+
+    def _forget_row(self) -> None:
+        # _repeats needs no reset: with no last outcome the next failure is 0.
         self._last_outcome = None
         self._last_was_immediate = False
 
