@@ -50,7 +50,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def mutants(session: nox.Session) -> None:
-    """Mutation-test the pure modules (on demand: about 25 minutes on one core).
+    """Mutation-test the pure modules (on demand: about 5 minutes on one core).
 
     Settings are in ``[tool.mutmut]`` of pyproject.toml; pass ``-- --max-children
     N`` to use more cores. ``mutmut results`` lists the survivors afterwards.

@@ -104,11 +104,11 @@ class Backoff:
             raise ValueError(f"retry_index must be >= 0, got {retry_index!r}")
         # Compare exponents rather than computing factor ** i, which overflows
         # for large indices long after the cap was reached.
-        if self.factor > 1 and self.base > 0:
-            steps_to_cap = math.log(self.max_delay / self.base, self.factor)
-            capped = retry_index >= steps_to_cap
-        else:
-            capped = False
+        capped = (
+            self.factor > 1
+            and self.base > 0
+            and retry_index >= math.log(self.max_delay / self.base, self.factor)
+        )
         delay = (
             self.max_delay
             if capped
