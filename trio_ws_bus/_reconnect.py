@@ -85,8 +85,8 @@ class ConnectionFailure:
         repeats: How many failures just before this one, in a row, had the
             same kind, status code and close code (0 for the first). The
             manager fills it in before asking the retry policy; a connection
-            that stayed up long enough to reset the retry count (see
-            ``Backoff.reset_after``) breaks the row.
+            that stayed up ``max(Backoff.reset_after, Backoff.base)`` seconds
+            breaks the row.
     """
 
     kind: FailureKind
