@@ -65,6 +65,7 @@ EXPECTED = {
     "open_websocket_manager",
     "redact_url",
     "salvage_server_message",
+    "seed_retry_policy",
     "telemetry_topic",
     "__version__",
 }

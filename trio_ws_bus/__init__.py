@@ -77,6 +77,7 @@ from ._reconnect import (
     SubscriptionKey as SubscriptionKey,
     default_retry_policy as default_retry_policy,
     fatal_auth_policy as fatal_auth_policy,
+    seed_retry_policy as seed_retry_policy,
 )
 from ._transport import (
     ProxyTransport as ProxyTransport,
@@ -150,6 +151,7 @@ __all__ = [
     "open_websocket_manager",
     "redact_url",
     "salvage_server_message",
+    "seed_retry_policy",
     "telemetry_topic",
 ]
 

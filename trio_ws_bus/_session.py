@@ -59,7 +59,12 @@ from websockets.uri import parse_uri
 from ._heartbeat import Heartbeat, HeartbeatAction
 from ._logs import get_logger, short_text
 from ._protocol import encode_client_message
-from ._reconnect import ConnectionFailure, FailureKind, SubscriptionLedger
+from ._reconnect import (
+    ConnectionFailure,
+    FailureKind,
+    SubscriptionLedger,
+    parse_retry_after,
+)
 from ._routing import Router
 
 __all__ = [
@@ -499,7 +504,5 @@ def _closed_during_handshake() -> ConnectionFailure:
 
 
 def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header given in seconds; else ``None``."""
-    if value is None or not value.strip().isdigit():
-        return None
-    return float(value.strip())
+    """Seconds the server's ``Retry-After`` asks for (delay or HTTP date)."""
+    return None if value is None else parse_retry_after(value)

@@ -39,6 +39,7 @@ from trio_ws_bus import (
     ConnectionStatus,
     Overflow,
     open_websocket_manager,
+    seed_retry_policy,
 )
 from trio_ws_bus.testing import make_alert, open_reference_server
 
@@ -181,7 +182,11 @@ async def test_canary_echoed_by_the_server(
     async with open_reference_server(listen=False) as server:
         server.accept_token(CANARY)
         async with manager_on(
-            server, token=CANARY, ping_interval=1.0, backoff=Backoff(max_retries=3)
+            server,
+            token=CANARY,
+            ping_interval=1.0,
+            backoff=Backoff(max_retries=3),
+            retry_policy=seed_retry_policy,  # 401s until the budget is spent
         ) as (manager, events):
             async with manager.alerts() as alerts:
                 witness(alerts)

@@ -39,8 +39,8 @@ from trio_ws_bus import (
     MessageBus,
     RetryRules,
     RetryVerdict,
-    default_retry_policy,
     open_websocket_manager,
+    seed_retry_policy,
 )
 from trio_ws_bus.testing import (
     Opcode,
@@ -181,7 +181,7 @@ class PolicySpy:
         self.failures.append(failure)
         if self._rules is not None:
             return self._rules(failure)
-        return default_retry_policy(failure)
+        return seed_retry_policy(failure)
 
 
 @pytest.mark.parametrize(
@@ -585,15 +585,17 @@ async def test_frame_claiming_exabytes_costs_at_most_max_message_size(
 async def test_oversized_resend_after_every_subscribe_follows_the_backoff(
     autojump_clock: trio.testing.MockClock, task_census: TaskCensus
 ) -> None:
-    """Too big after every subscribe: the seed schedule, no storm, then give up."""
+    """Too big after every subscribe: with reset_after, the seed schedule, give up."""
     before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.send_after_subscribe("x" * 2000)
         tokens = TokenLog(server)
-        async with manager_on(server, token=tokens, max_message_size=1000) as (
-            manager,
-            events,
-        ):
+        async with manager_on(
+            server,
+            token=tokens,
+            max_message_size=1000,
+            backoff=Backoff(reset_after=10.0),  # the opt-in defence
+        ) as (manager, events):
             manager.subscribe("alerts")
             assert await wait_given_up(manager) == "Max reconnection attempts reached"
             await trio.sleep(3600)
