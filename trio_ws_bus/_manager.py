@@ -926,7 +926,6 @@ async def open_websocket_manager(
         # nursery wrapped it (a group, possibly as a copy), and nothing else.
         if (
             body_error is not None
-            and not isinstance(body_error, trio.Cancelled)
             and len(group.exceptions) == 1
             and type(group.exceptions[0]) is type(body_error)
         ):
