@@ -13,7 +13,7 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Run the test suite."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
 
 
@@ -28,14 +28,14 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Type-check the package with mypy --strict."""
-    session.install("-e", ".[test,lint]")
+    session.install("-e", ".[dev,lint]")
     session.run("mypy", "--strict", "trio_ws_bus")
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the Sphinx docs, warnings as errors."""
-    session.install("-e", ".[docs,testing]")
+    session.install("-e", ".[docs,testing,otel]")
     session.run(
         "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
     )
@@ -46,3 +46,15 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks and write bench/results/latest.json."""
     session.install("-e", ".[bench,testing]")
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation-test the pure modules (on demand: about 5 minutes on one core).
+
+    Settings are in ``[tool.mutmut]`` of pyproject.toml; pass ``-- --max-children
+    N`` to use more cores. ``mutmut results`` lists the survivors afterwards.
+    """
+    session.install("-e", ".[test]", "mutmut>=3.3")
+    session.run("mutmut", "run", *(session.posargs or ["--max-children", "1"]))
+    session.run("mutmut", "results")

@@ -6,6 +6,7 @@ import contextlib
 import gc
 import importlib.metadata
 import logging
+import math
 import os
 import platform
 import statistics
@@ -42,7 +43,10 @@ class Config:
 
 @attrs.define
 class Row:
-    """One measured variant: a sample per round, the median shown first."""
+    """One variant: a sample per round, the median shown first.
+
+    No samples means not measured in this run; ``note`` says why.
+    """
 
     group: str
     variant: str
@@ -52,7 +56,7 @@ class Row:
 
     @property
     def median(self) -> float:
-        return statistics.median(self.samples)
+        return statistics.median(self.samples) if self.samples else math.nan
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Row:
@@ -65,9 +69,9 @@ class Row:
             "group": self.group,
             "variant": self.variant,
             "unit": self.unit,
-            "median": self.median,
-            "min": min(self.samples),
-            "max": max(self.samples),
+            "median": self.median if self.samples else None,
+            "min": min(self.samples, default=None),
+            "max": max(self.samples, default=None),
             "samples": self.samples,
             "note": self.note,
         }
@@ -75,12 +79,15 @@ class Row:
 
 @attrs.define
 class Goal:
-    """One goal of the issue, checked on ratios (or values) from this run."""
+    """One goal of the issue, checked on ratios (or values) from this run.
+
+    ``value`` and ``met`` are None when a variant it needs was not measured.
+    """
 
     name: str
-    value: float
+    value: float | None
     target: str
-    met: bool
+    met: bool | None
     detail: str = ""
 
     def as_json(self) -> dict[str, Any]:
@@ -189,6 +196,23 @@ def ratio(numerator: Row, denominator: Row) -> tuple[float, float, float]:
         n / d for n, d in zip(numerator.samples, denominator.samples, strict=True) if d
     ]
     return statistics.median(pairs), min(pairs), max(pairs)
+
+
+def not_measured(variant: str) -> str:
+    """The note of a variant this run cannot measure: it needs ``variant``."""
+    return f"n/a (needs {variant})"
+
+
+def faster(name: str, fast: Row, slow: Row, target: float) -> Goal:
+    """At least ``target`` times the throughput: ``slow`` time / ``fast`` time.
+
+    Both rows are times per message; n/a when either was not measured.
+    """
+    for row in (fast, slow):
+        if not row.samples:
+            return Goal(name, None, f">= {target:g}", None, row.note)
+    value, low, high = ratio(slow, fast)
+    return at_least(name, value, target, f"per-round {low:.2f}-{high:.2f}")
 
 
 def at_least(name: str, value: float, target: float, detail: str = "") -> Goal:

@@ -9,9 +9,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 DEVICE_ID = "sensor-0042"
 ALERTS_PER_MESSAGE = 10
+#: How many device ids the throughput benchmark's telemetry cycles through.
+DEVICES = 10_000
 
 
 def telemetry_frame(device_id: str = DEVICE_ID) -> str:
@@ -57,5 +60,20 @@ def alerts_frame(count: int = ALERTS_PER_MESSAGE) -> str:
     return json.dumps({"type": "alerts", "alerts": alerts}, separators=(",", ":"))
 
 
-FRAMES = {"telemetry": telemetry_frame, "alerts": alerts_frame}
+FRAMES: dict[str, Callable[[], str]] = {
+    "telemetry": telemetry_frame,
+    "alerts": alerts_frame,
+}
 """Frame builders by the name the server process and the tables use."""
+
+
+def stream(kind: str, count: int, devices: int = 1) -> list[str]:
+    """``count`` frames of ``kind``; telemetry cycles through ``devices`` ids.
+
+    With one device every reading is :data:`DEVICE_ID`'s; with more, the ids
+    are ``sensor-0000``, ``sensor-0001``, ... (same length, same frame size).
+    """
+    if kind != "telemetry" or devices == 1:
+        return [FRAMES[kind]()] * count
+    frames = [telemetry_frame(f"sensor-{i:04d}") for i in range(devices)]
+    return [frames[i % devices] for i in range(count)]

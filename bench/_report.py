@@ -21,7 +21,7 @@ def number(value: float) -> str:
 
 
 def _relative(row: Row, first: Row) -> str:
-    if row is first or not first.median:
+    if row is first or not (first.samples and first.median and row.samples):
         return ""
     return f"{row.median / first.median:.2f}x"
 
@@ -31,17 +31,13 @@ def _cells(result: Result) -> list[list[str]]:
     firsts: dict[str, Row] = {}
     for row in result.rows:
         first = firsts.setdefault(row.group, row)
+        values = (
+            [number(v) for v in (row.median, min(row.samples), max(row.samples))]
+            if row.samples
+            else ["n/a", "", ""]
+        )
         cells.append(
-            [
-                row.group,
-                row.variant,
-                number(row.median),
-                number(min(row.samples)),
-                number(max(row.samples)),
-                row.unit,
-                _relative(row, first),
-                row.note,
-            ]
+            [row.group, row.variant, *values, row.unit, _relative(row, first), row.note]
         )
     return cells
 
@@ -51,6 +47,8 @@ _RIGHT = {2, 3, 4, 6}
 
 
 def goal_line(goal: Goal) -> str:
+    if goal.value is None:
+        return f"{goal.name}: {goal.detail} ({goal.target})"
     verdict = "met" if goal.met else "MISSED"
     detail = f", {goal.detail}" if goal.detail else ""
     return f"{goal.name}: {number(goal.value)} ({goal.target}{detail}) {verdict}"

@@ -6,17 +6,18 @@ does runs on the client's event loop.
 
 It is a minimal trio-websocket server on ``127.0.0.1`` (port 0, so the OS picks
 a free port) started with ``python -m bench._server_proc``. It prints
-``PORT <n>`` on its first line of output, then serves until its standard input
-is closed (the parent exits) or ``--max-seconds`` have passed. What each
-connection gets is chosen by the query string of the WebSocket resource, so
-the same server serves every variant:
+``PORT <n> DEFLATE <m>`` on its first line of output, then serves until its
+standard input is closed (the parent exits) or ``--max-seconds`` have passed.
+What each connection gets is chosen by the query string of the WebSocket
+resource, so the same server serves every variant:
 
-``mode=push&kind=telemetry|alerts&n=N``
+``mode=push&kind=telemetry|alerts&n=N[&devices=D]``
     After the first message from the client (the raw clients send ``go``, the
-    manager sends its ``subscribe`` request), write N identical pre-encoded
-    frames in one ``send_all`` of the whole buffer, so the server never limits
-    the rate: the frames are encoded once per ``(kind, N)``, before any
-    client measures anything. Then wait for the client to close.
+    manager sends its ``subscribe`` request), write N pre-encoded frames in one
+    ``send_all`` of the whole buffer, so the server never limits the rate: the
+    frames are encoded once per ``(kind, N, D)``, before any client measures
+    anything. Telemetry cycles through D device ids (default 1). Then wait for
+    the client to close.
 
 ``mode=reconnect&run=ID&subs=S&cycles=C&settle=SECONDS``
     Acknowledge ``subscribe`` requests like the real backend. Once S of them
@@ -27,6 +28,13 @@ the same server serves every variant:
     (close code 1006 on the client side), leaving the listener open. Both
     timestamps are taken in this process, so no clock is compared across
     processes.
+
+Port ``m`` serves ``mode=push`` alone, with permessage-deflate: trio-websocket's
+server cannot negotiate extensions, so this one is websockets' sans-I/O
+``ServerProtocol`` (default deflate settings) on a Trio stream. It compresses
+the N frames before the client's first message, once per ``(kind, N, D)`` and
+negotiated parameters: a fresh compressor gives the same bytes on every
+connection, so the server never limits the rate here either.
 
 The parent side is :func:`server_process`.
 """
@@ -40,18 +48,21 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
 import trio
 import trio_websocket
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from ._frames import FRAMES
+from ._frames import stream as frame_stream
 
 HOST = "127.0.0.1"
 #: The server never waits longer than this for a client to close (seconds).
@@ -66,47 +77,66 @@ class _RunState:
 
 @attrs.define
 class _Server:
-    frames: dict[tuple[str, int], bytes] = attrs.Factory(dict)
+    frames: dict[tuple[str, ...], bytes] = attrs.Factory(dict)
     runs: dict[str, _RunState] = attrs.Factory(dict)
 
-    def encoded(self, kind: str, count: int) -> bytes:
-        """``count`` text frames of ``kind``, encoded as a server sends them."""
-        key = (kind, count)
+    def encoded(self, query: dict[str, str]) -> bytes:
+        """The push's text frames, encoded as a server without extensions sends them."""
+        key = _push_key(query)
         if key not in self.frames:
-            frame = Connection(ConnectionType.SERVER).send(
-                TextMessage(data=FRAMES[kind]())
+            encode = Connection(ConnectionType.SERVER).send
+            self.frames[key] = b"".join(
+                encode(TextMessage(data=text)) for text in _push_stream(key)
             )
-            self.frames[key] = frame * count
         return self.frames[key]
 
 
-async def _serve_connection(server: _Server, stream: trio.SocketStream) -> None:
+def _push_key(query: dict[str, str]) -> tuple[str, str, str]:
+    return (
+        query.get("kind", "telemetry"),
+        query.get("n", "1000"),
+        query.get("devices", "1"),
+    )
+
+
+def _push_stream(key: tuple[str, ...]) -> list[str]:
+    kind, count, devices = key[:3]
+    return frame_stream(kind, int(count), int(devices))
+
+
+@asynccontextmanager
+async def _serving(stream: trio.SocketStream) -> AsyncIterator[None]:
+    """Close ``stream`` at the end; a failed connection must not stop the server."""
     try:
-        async with trio.open_nursery() as nursery:
-            request = await trio_websocket.wrap_server_stream(
-                nursery, stream, message_queue_size=16, max_message_size=1 << 20
-            )
-            fields = parse_qs(urlsplit(request.path).query)
-            query = {key: values[-1] for key, values in fields.items()}
-            connection = await request.accept()
-            try:
-                with trio.move_on_after(_CLIENT_CLOSE_LIMIT):
-                    if query.get("mode", "push") == "push":
-                        await _push(server, connection, stream, query)
-                    else:
-                        await _reconnect(server, connection, stream, query)
-                    # Let the client close; answer its close frame.
-                    while True:
-                        await connection.get_message()
-            except trio_websocket.ConnectionClosed:
-                pass
-            nursery.cancel_scope.cancel()
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        yield
+    except (trio.BrokenResourceError, trio.ClosedResourceError, EOFError, OSError):
         pass
     except Exception as exc:  # keep serving the next connections
         print(f"server: connection failed: {exc!r}", file=sys.stderr, flush=True)
     finally:
         await trio.aclose_forcefully(stream)
+
+
+async def _serve_connection(server: _Server, stream: trio.SocketStream) -> None:
+    async with _serving(stream), trio.open_nursery() as nursery:
+        request = await trio_websocket.wrap_server_stream(
+            nursery, stream, message_queue_size=16, max_message_size=1 << 20
+        )
+        fields = parse_qs(urlsplit(request.path).query)
+        query = {key: values[-1] for key, values in fields.items()}
+        connection = await request.accept()
+        try:
+            with trio.move_on_after(_CLIENT_CLOSE_LIMIT):
+                if query.get("mode", "push") == "push":
+                    await _push(server, connection, stream, query)
+                else:
+                    await _reconnect(server, connection, stream, query)
+                # Let the client close; answer its close frame.
+                while True:
+                    await connection.get_message()
+        except trio_websocket.ConnectionClosed:
+            pass
+        nursery.cancel_scope.cancel()
 
 
 async def _push(
@@ -115,8 +145,7 @@ async def _push(
     stream: trio.SocketStream,
     query: dict[str, str],
 ) -> None:
-    kind, count = query.get("kind", "telemetry"), int(query.get("n", "1000"))
-    encoded = server.encoded(kind, count)  # before the client's go: not timed
+    encoded = server.encoded(query)  # before the client's go: not timed
     await connection.get_message()
     # Straight to the socket, bypassing trio-websocket's per-message send path:
     # the frames are already encoded and nothing else writes while they go.
@@ -156,11 +185,60 @@ async def _reconnect(
         await trio.aclose_forcefully(stream)
 
 
+async def _serve_deflate(server: _Server, stream: trio.SocketStream) -> None:
+    protocol = ServerProtocol(
+        extensions=[ServerPerMessageDeflateFactory()], max_size=1 << 20
+    )
+    async with _serving(stream):
+        with trio.move_on_after(_CLIENT_CLOSE_LIMIT):
+            request = (await _next_events(protocol, stream))[0]
+            response = protocol.accept(request)  # type: ignore[arg-type]
+            protocol.send_response(response)
+            await stream.send_all(b"".join(protocol.data_to_send()))
+            fields = parse_qs(urlsplit(request.path).query)  # type: ignore[attr-defined]
+            query = {key: values[-1] for key, values in fields.items()}
+            key = (
+                *_push_key(query),
+                response.headers.get("Sec-WebSocket-Extensions", ""),
+            )
+            if key not in server.frames:  # compressed through this connection
+                for text in _push_stream(key):
+                    protocol.send_text(text.encode())
+                server.frames[key] = b"".join(protocol.data_to_send())
+            while not any(
+                isinstance(event, Frame) and event.opcode is Opcode.TEXT
+                for event in await _next_events(protocol, stream)
+            ):
+                pass
+            await stream.send_all(server.frames[key])
+            # Let the client close; answer its close frame.
+            while not protocol.close_expected():
+                await _next_events(protocol, stream)
+                await stream.send_all(b"".join(protocol.data_to_send()))
+
+
+async def _next_events(
+    protocol: ServerProtocol, stream: trio.SocketStream
+) -> list[object]:
+    """Read until ``protocol`` has events; :exc:`EOFError` if the client left."""
+    while True:
+        data = await stream.receive_some(65536)
+        if not data:
+            raise EOFError
+        protocol.receive_data(data)
+        events: list[object] = list(protocol.events_received())
+        if events:
+            return events
+
+
 async def _main(max_seconds: float) -> None:
     server = _Server()
 
     async def handler(stream: trio.SocketStream) -> None:
         await _serve_connection(server, stream)
+
+    async def deflate_handler(stream: trio.SocketStream) -> None:
+        await _serve_deflate(server, stream)
 
     async def stop_when_stdin_closes(scope: trio.CancelScope) -> None:
         await trio.to_thread.run_sync(sys.stdin.buffer.read, abandon_on_cancel=True)
@@ -168,10 +246,12 @@ async def _main(max_seconds: float) -> None:
 
     with trio.move_on_after(max_seconds) as scope:
         async with trio.open_nursery() as nursery:
-            serve = functools.partial(trio.serve_tcp, handler, 0, host=HOST)
-            listeners = await nursery.start(serve)
-            port = listeners[0].socket.getsockname()[1]
-            print(f"PORT {port}", flush=True)
+            ports = []
+            for serve in (handler, deflate_handler):
+                start = functools.partial(trio.serve_tcp, serve, 0, host=HOST)
+                listeners = await nursery.start(start)
+                ports.append(listeners[0].socket.getsockname()[1])
+            print(f"PORT {ports[0]} DEFLATE {ports[1]}", flush=True)
             nursery.start_soon(stop_when_stdin_closes, scope)
 
 
@@ -189,16 +269,21 @@ def main(argv: list[str] | None = None) -> None:
 
 @attrs.define
 class ServerProcess:
-    """A running server process: its port, and its output lines once it ended."""
+    """A running server process: its ports, and its output lines once it ended."""
 
     port: int
+    deflate_port: int
     process: subprocess.Popen[str]
     output: list[str] = attrs.Factory(list)
 
-    def url(self, scheme: str = "ws", **query: object) -> str:
-        """The URL of the server with ``query`` as its query string."""
+    def url(self, scheme: str = "ws", *, deflate: bool = False, **query: object) -> str:
+        """The URL of the server with ``query`` as its query string.
+
+        ``deflate`` picks the listener that negotiates permessage-deflate.
+        """
+        port = self.deflate_port if deflate else self.port
         text = "&".join(f"{key}={value}" for key, value in query.items())
-        return f"{scheme}://{HOST}:{self.port}/bench?{text}"
+        return f"{scheme}://{HOST}:{port}/bench?{text}"
 
 
 @contextmanager
@@ -220,7 +305,8 @@ def server_process(max_seconds: float = 900.0) -> Iterator[ServerProcess]:
         first = process.stdout.readline()  # the server prints it once listening
         if not first.startswith("PORT "):
             raise RuntimeError(f"the benchmark server did not start: {first!r}")
-        server = ServerProcess(int(first.split()[1]), process)
+        words = first.split()
+        server = ServerProcess(int(words[1]), int(words[3]), process)
         yield server
     finally:
         process.stdin.close()

@@ -6,7 +6,8 @@ together, publishing and draining:
 * the publisher sends K messages in batches of B (B = the subscription buffer,
   256, so nothing overflows), and after each batch waits until every consumer
   has received the whole batch (the last one to finish sets an event);
-* each consumer task receives B messages per batch with ``await receive()``.
+* each consumer task receives B messages per batch, with ``await receive()``
+  (one checkpoint per message) or ``await receive_batch()`` (one per call).
 
 Variants, interleaved round by round:
 
@@ -14,13 +15,17 @@ bus
     ``MessageBus.publish(topic, payload)`` to S ``Subscription`` objects made
     by ``bus.subscribe(topic)`` (default options); consumers await
     ``Subscription.receive()``.
+bus, receive_batch()
+    The same, consumers await ``Subscription.receive_batch()`` until they have
+    the batch (the first message wakes them, the rest is buffered by then).
 bare
     The floor: a loop of ``send_nowait(payload)`` over S Trio memory channels
     of the same buffer size; consumers await ``MemoryReceiveChannel.receive()``.
 
-The result is nanoseconds per delivery (elapsed / (K * S)); the goal compares
-throughputs (bare time / bus time). K is chosen so that K * S is about the same
-for every S.
+The result is nanoseconds per delivery (elapsed / (K * S)); the goals compare
+throughputs: bare time / bus time, and, at one subscriber, receive() time /
+receive_batch() time (what a consumer saves by taking the buffer at once).
+K is chosen so that K * S is about the same for every S.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from trio_ws_bus import MessageBus
+from trio_ws_bus import MessageBus, Subscription
 from trio_ws_bus._bus import DEFAULT_MAX_BUFFER
 
 from ._common import Config, Result, Row, at_least, interleave, ratio
@@ -43,6 +48,9 @@ NAME = "fanout"
 TOPIC = "telemetry:sensor-0042"
 GOAL_SUBSCRIBERS = 100
 GOAL = 0.7
+BATCH_GOAL = 3.0
+BUS = "bus"
+BUS_BATCH = "bus, receive_batch()"
 BATCH = DEFAULT_MAX_BUFFER
 
 
@@ -58,6 +66,11 @@ class _Batches:
         self.pending = self.consumers
         self.done = trio.Event()
 
+    def finish_batch(self) -> None:
+        self.pending -= 1
+        if not self.pending:
+            self.done.set()
+
 
 async def _consume(
     receive: Callable[[], Awaitable[Any]], batches: int, shared: _Batches
@@ -65,9 +78,18 @@ async def _consume(
     for _ in range(batches):
         for _ in range(BATCH):
             await receive()
-        shared.pending -= 1
-        if not shared.pending:
-            shared.done.set()
+        shared.finish_batch()
+
+
+async def _consume_batches(
+    subscription: Subscription[Any], batches: int, shared: _Batches
+) -> None:
+    receive_batch = subscription.receive_batch
+    for _ in range(batches):
+        received = 0
+        while received < BATCH:
+            received += len(await receive_batch())
+        shared.finish_batch()
 
 
 async def _run(variant: str, subscribers: int, batches: int) -> float:
@@ -75,11 +97,14 @@ async def _run(variant: str, subscribers: int, batches: int) -> float:
     shared = _Batches(subscribers)
     payload = object()
     async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
-        if variant == "bus":
+        if variant != "bare":
             bus = MessageBus()
             for _ in range(subscribers):
                 subscription = await stack.enter_async_context(bus.subscribe(TOPIC))
-                nursery.start_soon(_consume, subscription.receive, batches, shared)
+                if variant == BUS:
+                    nursery.start_soon(_consume, subscription.receive, batches, shared)
+                else:
+                    nursery.start_soon(_consume_batches, subscription, batches, shared)
             publish = bus.publish
 
             def send_batch() -> None:
@@ -112,7 +137,7 @@ async def _run(variant: str, subscribers: int, batches: int) -> float:
 
 
 def run(config: Config) -> Result:
-    """Measure both variants at 1, 10, 100 and 1000 subscribers."""
+    """Measure the three variants at 1, 10, 100 and 1000 subscribers."""
     deliveries = config.pick(200_000, 30_000, 1_000)
     counts = config.pick((1, 10, 100, 1000), (1, 10, 100, 1000), (1, 10))
     result = Result(
@@ -127,13 +152,28 @@ def run(config: Config) -> Result:
         batches = max(1, deliveries // (subscribers * BATCH))
         variants: dict[str, Callable[[], float]] = {
             name: functools.partial(trio.run, _run, name, subscribers, batches)
-            for name in ("bare", "bus")
+            for name in ("bare", BUS, BUS_BATCH)
         }
         samples = interleave(variants, config.rounds)
         group = f"S={subscribers} (K={batches * BATCH})"
         for name, values in samples.items():
             result.rows.append(
                 Row(group, name, "ns/delivery", [v * 1e9 for v in values])
+            )
+        value, low, high = ratio(result.row(group, BUS), result.row(group, BUS_BATCH))
+        if subscribers == 1:
+            result.goals.append(
+                at_least(
+                    "per item at 1 subscriber: receive() / receive_batch()",
+                    value,
+                    BATCH_GOAL,
+                    f"per-round {low:.2f}-{high:.2f}",
+                )
+            )
+        else:
+            result.notes.append(
+                f"{group}: receive() costs {value:.2f}x receive_batch() per item "
+                f"(per-round {low:.2f}-{high:.2f})."
             )
         if subscribers == GOAL_SUBSCRIBERS:
             value, low, high = ratio(

@@ -1,210 +1,151 @@
 """End-to-end throughput: a loopback server pushes N messages as fast as it can.
 
-The server (``bench/_server_proc.py``, its own process) writes N identical
-pre-encoded frames in one go after the client's first message; the client
-measures from the first message it gets to the N-th, and reports the mean cost
-per message (microseconds). Variants, interleaved round by round:
+The server (``bench/_server_proc.py``, its own process) writes N pre-encoded
+frames in one go after the client's first message; telemetry cycles through
+10,000 device ids. Each client times the first message to the N-th and reports
+the mean cost per message (microseconds). Variants, all against the same server
+process, interleaved round by round in rotated order (``bench/_clients.py``):
 
-(a) raw trio-websocket: a ``get_message()`` loop, no decoding: the transport's
-    limit. It uses the manager's trio-websocket settings (receive buffer and
-    message queue), so (c) / (a) is what trio_ws_bus adds on the same transport.
-(a4) (a) with trio-websocket's defaults (4 KiB receive buffer, queue of 1),
-    for context: what a plain trio-websocket user gets.
-(b) (a) + ``json.loads`` of each message.
-(c) trio_ws_bus: manager -> bus -> one subscriber task that receives until the
-    N-th message (decoded, validated, routed, delivered).
-(d) the ``websockets`` library's Trio client: a ``recv()`` loop +
-    ``json.loads``, the peer a user would otherwise pick (skipped when
-    ``websockets.trio`` is not installed).
+(a) trio-websocket's ``get_message()`` loop (64 KiB reads), no decoding: the
+    transport 0.1.0 was built on, the reference of the "vs 1st" column.
+(b) (a) + ``json.loads``.
+(c) websockets' Trio client, ``recv()`` + ``json.loads``.
+(d) websockets' asyncio client, ``recv()`` + ``json.loads`` (its own loop).
+(e) the ceiling: websockets' sans-I/O protocol in one task + msgspec + a plain
+    ``publish()``, the subscriber draining in batches.
+(f) trio_ws_bus through ``open_websocket_manager``, one subscriber on
+    ``telemetry:*`` (or alerts), one item per ``receive()`` (``async for``).
+(g) (f) consuming with ``receive_batch()``.
+(h) (g) with 10 subscribers on the topic, all of them getting every message.
+
+A variant the installed code cannot run (no ``receive_batch()`` yet, no
+websockets) is shown as n/a with what it needs, and so are its goals.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import json
-import time
-from collections.abc import Callable
-from typing import Any
+import importlib.util
+from collections.abc import Callable, Iterable
 
 import trio
-import trio_websocket
 
-import trio_ws_bus
-from trio_ws_bus import _manager
-
-from ._common import Config, Result, Row, at_least, interleave, quiet_logs, ratio
-from ._frames import DEVICE_ID, FRAMES
+from . import _clients
+from ._common import Config, Result, Row, faster, interleave, not_measured, quiet_logs
+from ._frames import DEVICES, FRAMES
 from ._server_proc import ServerProcess, server_process
 
 NAME = "throughput"
 
-#: The manager's trio-websocket settings, read from the manager so that (a)
-#: follows them if they change.
-MANAGER_RECEIVE_BUFFER: int = getattr(_manager, "_RECEIVE_BUFFER_SIZE", 64 * 1024)
-MANAGER_QUEUE_SIZE: int = getattr(_manager, "_TRANSPORT_QUEUE_SIZE", 1)
-DEFAULT_RECEIVE_BUFFER: int = trio_websocket._impl.RECEIVE_BYTES  # 4 KiB
-DEFAULT_QUEUE_SIZE: int = trio_websocket._impl.MESSAGE_QUEUE_SIZE  # 1
-
 A = "(a) trio-websocket get_message"
-A4 = "(a4) same, trio-websocket defaults"
-B = "(b) (a) + json.loads"
-C = "(c) trio_ws_bus manager -> bus -> 1 subscriber"
-D = "(d) websockets.trio recv + json.loads"
+B = "(b) trio-websocket + json.loads"
+C = "(c) websockets.trio recv + json.loads"
+D = "(d) websockets.asyncio recv + json.loads"
+E = "(e) ceiling: sans-I/O + msgspec + publish, batches"
+F = "(f) trio_ws_bus, 1 subscriber, async for"
+G = "(g) trio_ws_bus, 1 subscriber, receive_batch"
+H = "(h) trio_ws_bus, 10 subscribers, receive_batch"
+VARIANTS = (A, B, C, D, E, F, G, H)
 
-GOAL = 0.85
+#: The goals, per message kind: (name, faster variant, slower variant, target).
+GOALS = (
+    ("(f) async for / (c) websockets.trio", F, C, 1.1),
+    ("(g) receive_batch / (d) websockets.asyncio", G, D, 1.25),
+    ("(g) receive_batch / (e) ceiling", G, E, 0.7),
+    ("(h) 10 subscribers / (g) 1 subscriber", H, G, 0.6),
+    ("(f) async for / (a) trio-websocket get_message (0.1.0)", F, A, 0.85),
+)
 
 
-def websockets_trio_available() -> bool:
+def websockets_available() -> bool:
     """Whether ``websockets`` is installed with its Trio client."""
-    try:
-        importlib.import_module("websockets.trio.client")
-    except Exception:  # not installed, too old, or broken with this Trio
-        return False
-    return True
+    return importlib.util.find_spec("websockets") is not None and (
+        importlib.util.find_spec("websockets.trio") is not None
+    )
 
 
-async def _raw(
-    url: str, n: int, buffer: int, queue: int, decode: Callable[[Any], Any] | None
-) -> float:
-    async with trio_websocket.open_websocket_url(
-        url,
-        message_queue_size=queue,
-        receive_buffer_size=buffer,
-        max_message_size=1 << 20,
-    ) as connection:
-        await connection.send_message("go")
-        get = connection.get_message
-        rest = range(n - 1)
-        if decode is None:
-            await get()
-            start = time.perf_counter()
-            for _ in rest:
-                await get()
-        else:
-            decode(await get())
-            start = time.perf_counter()
-            for _ in rest:
-                decode(await get())
-        elapsed = time.perf_counter() - start
-    return elapsed / (n - 1)
-
-
-async def _trio_ws_bus(url: str, kind: str, n: int, dropped: list[int]) -> float:
-    async with trio_ws_bus.open_websocket_manager(url, token="bench") as manager:
-        context = manager.alerts() if kind == "alerts" else manager.telemetry(DEVICE_ID)
-        async with context as subscription:
-            receive = subscription.receive
-            await receive()
-            start = time.perf_counter()
-            count = 1
-            # With the default DROP_OLDEST policy the last message always
-            # arrives; count what a slow subscriber would have lost.
-            while count + subscription.dropped < n:
-                await receive()
-                count += 1
-            elapsed = time.perf_counter() - start
-            dropped.append(subscription.dropped)
-    return elapsed / (n - 1)
-
-
-async def _websockets(url: str, n: int) -> float:
-    from websockets.trio.client import connect
-
-    async with connect(url, max_size=1 << 20) as connection:
-        await connection.send("go")
-        recv = connection.recv
-        loads = json.loads
-        loads(await recv())
-        start = time.perf_counter()
-        for _ in range(n - 1):
-            loads(await recv())
-        elapsed = time.perf_counter() - start
-    return elapsed / (n - 1)
+def missing() -> dict[str, str]:
+    """The variants this installation cannot run, with what they need."""
+    needs: dict[str, str] = {}
+    if not websockets_available():
+        needs.update(dict.fromkeys((C, D, E), not_measured("websockets with .trio")))
+    if not _clients.has_receive_batch():
+        needs.update(dict.fromkeys((G, H), not_measured("Subscription.receive_batch")))
+    return needs
 
 
 def _variants(
-    server: ServerProcess, kind: str, n: int, dropped: list[int], with_websockets: bool
+    server: ServerProcess, kind: str, n: int, skip: dict[str, str]
 ) -> dict[str, Callable[[], float]]:
-    url = server.url(mode="push", kind=kind, n=n)
+    url = server.url(mode="push", kind=kind, n=n, devices=DEVICES)
+    ours = functools.partial(_clients.ours, url.replace("ws://", "http://", 1), kind, n)
     variants: dict[str, Callable[[], float]] = {
-        A: functools.partial(
-            trio.run, _raw, url, n, MANAGER_RECEIVE_BUFFER, MANAGER_QUEUE_SIZE, None
-        ),
-        A4: functools.partial(
-            trio.run, _raw, url, n, DEFAULT_RECEIVE_BUFFER, DEFAULT_QUEUE_SIZE, None
-        ),
-        B: functools.partial(
-            trio.run,
-            _raw,
-            url,
-            n,
-            MANAGER_RECEIVE_BUFFER,
-            MANAGER_QUEUE_SIZE,
-            json.loads,
-        ),
-        C: functools.partial(
-            trio.run,
-            _trio_ws_bus,
-            url.replace("ws://", "http://", 1),
-            kind,
-            n,
-            dropped,
+        A: functools.partial(trio.run, _clients.trio_websocket_client, url, n, None),
+        B: functools.partial(trio.run, _clients.trio_websocket_client, url, n),
+        C: functools.partial(trio.run, _clients.websockets_trio_client, url, n),
+        D: functools.partial(_clients.websockets_asyncio_client, url, n),
+        E: functools.partial(trio.run, _clients.ceiling, url, kind, n),
+        F: functools.partial(trio.run, ours),
+        G: functools.partial(trio.run, functools.partial(ours, batched=True)),
+        H: functools.partial(
+            trio.run, functools.partial(ours, subscribers=10, batched=True)
         ),
     }
-    if with_websockets:
-        variants[D] = functools.partial(trio.run, _websockets, url, n)
-    return variants
+    return {name: run for name, run in variants.items() if name not in skip}
+
+
+def message_counts(config: Config) -> dict[str, int]:
+    """N per message kind for this run's size."""
+    return {
+        "telemetry": config.pick(50_000, 5_000, 200),
+        "alerts": config.pick(10_000, 1_000, 50),
+    }
+
+
+def add_rows(
+    result: Result,
+    kind: str,
+    variants: Iterable[str],
+    samples: dict[str, list[float]],
+    skip: dict[str, str],
+) -> None:
+    """One row per variant in order, in us/msg; n/a with its need if skipped."""
+    for variant in variants:
+        values = [v * 1e6 for v in samples.get(variant, [])]
+        result.rows.append(Row(kind, variant, "us/msg", values, skip.get(variant, "")))
 
 
 def run(config: Config) -> Result:
     """Measure every variant on telemetry and on alerts messages."""
-    counts = {
-        "telemetry": config.pick(50_000, 5_000, 200),
-        "alerts": config.pick(10_000, 1_000, 50),
-    }
-    with_websockets = websockets_trio_available()
+    counts = message_counts(config)
+    skip = missing()
     result = Result(
         NAME,
         "End-to-end throughput (loopback, server in its own process)",
         "The server writes N pre-encoded frames after the client's first "
-        "message; the client times the first to the N-th message. Variants "
-        "interleaved per round with a rotating order; us per message.",
+        f"message (telemetry from {DEVICES:,} devices, the subscriber on "
+        "telemetry:*); the client times the first to the N-th message. "
+        "Variants interleaved per round with a rotating order; us per message.",
         params={
             "n": counts,
             "rounds": config.rounds,
+            "devices": DEVICES,
             "frame_bytes": {k: len(FRAMES[k]().encode()) for k in counts},
-            "manager_receive_buffer": MANAGER_RECEIVE_BUFFER,
-            "manager_queue_size": MANAGER_QUEUE_SIZE,
-            "default_receive_buffer": DEFAULT_RECEIVE_BUFFER,
-            "default_queue_size": DEFAULT_QUEUE_SIZE,
+            "receive_buffer": _clients.RECEIVE_BUFFER,
+            "not_measured": skip,
         },
     )
-    if not with_websockets:
-        result.notes.append(
-            "(d) skipped: websockets is not installed, or is a release "
-            "without its Trio client (websockets.trio.client)."
-        )
     with quiet_logs(), server_process() as server:
         for kind, n in counts.items():
-            dropped: list[int] = []
-            samples = interleave(
-                _variants(server, kind, n, dropped, with_websockets), config.rounds
-            )
-            for variant, values in samples.items():
-                note = ""
-                if variant == C and any(dropped):
-                    note = f"subscriber dropped {max(dropped)} of {n}"
-                result.rows.append(
-                    Row(kind, variant, "us/msg", [v * 1e6 for v in values], note)
+            samples = interleave(_variants(server, kind, n, skip), config.rounds)
+            add_rows(result, kind, VARIANTS, samples, skip)
+            for name, fast, slow, target in GOALS:
+                result.goals.append(
+                    faster(
+                        f"{kind}: {name}",
+                        result.row(kind, fast),
+                        result.row(kind, slow),
+                        target,
+                    )
                 )
-            value, low, high = ratio(result.row(kind, A), result.row(kind, C))
-            result.goals.append(
-                at_least(
-                    f"{kind}: (c) throughput / (a) throughput",
-                    value,
-                    GOAL,
-                    f"per-round {low:.2f}-{high:.2f}",
-                )
-            )
     return result

@@ -11,19 +11,14 @@ render as plain code instead of links).
 from __future__ import annotations
 
 import os
-import re
 import sys
 from typing import Any
 
-from docutils import nodes
-from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
-from sphinx.environment import BuildEnvironment
-from sphinx.errors import PycodeError
 from sphinx.pycode import ModuleAnalyzer
-from sphinx.util.nodes import make_refnode
 
 import trio_ws_bus
+import trio_ws_bus.testing
 
 project = "trio_ws_bus"
 author = "trio_ws_bus developers"
@@ -35,6 +30,8 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.doctest",
+    # Renders async context managers as "async with f() as x", as Trio's docs do.
+    "sphinxcontrib_trio",
 ]
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3", None),
@@ -61,10 +58,14 @@ autodoc_type_aliases = {
     name: f"trio_ws_bus.{name}"
     for name in (
         "TokenProvider",
+        "TokenLocation",
+        "HandshakeHeaders",
         "RetryPolicy",
         "ServerMessage",
     )
 }
+# The untyped overloads of MessageBus take any str that is not a Topic.
+autodoc_type_aliases["_PlainTopic"] = "str"
 python_use_unqualified_type_names = True
 # Long signatures (open_websocket_manager) get one parameter per line.
 maximum_signature_line_length = 88
@@ -100,6 +101,8 @@ _EXTERNAL = {
         "trio.SSLStream",
         "trio.open_ssl_over_tcp_stream",
     ],
+    # OpenTelemetry: trio_ws_bus.otel's signature.
+    "opentelemetry": ["opentelemetry.metrics.MeterProvider"],
     # msgspec: the wire messages are msgspec Structs.
     "msgspec": ["msgspec.Struct"],
     # The standard library.
@@ -159,8 +162,8 @@ nitpick_ignore += [
     ("py:class", "Action"),  # SubscribeRequest.action's annotation
 ]
 nitpick_ignore_regex = [
-    # Type variables of generic classes (Subscription[_T_co]).
-    (r"py:.*", r"(trio_ws_bus\._bus\.)?_T(_co)?"),
+    # Type variables of generic classes (Subscription[_T_co], Topic[_P]).
+    (r"py:.*", r"(trio_ws_bus\._bus\.)?(_T(_co)?|_P)"),
 ]
 
 html_theme = "alabaster"
@@ -170,74 +173,36 @@ html_theme_options = {
     "fixed_sidebar": True,
 }
 
-#: trio_ws_bus._bus.MessageBus -> ("trio_ws_bus", "MessageBus"), and the same for
-#: trio_ws_bus.testing._server.ReferenceServer.
-_PRIVATE_PATH = re.compile(r"^(trio_ws_bus(?:\.testing)?)\.(?:_[a-z_]+\.)+(\w+)$")
 
+def _analyze_public_packages() -> None:
+    """Let autodoc find attribute docs where the public names now live.
 
-def _resolve_private_path(
-    app: Sphinx, env: BuildEnvironment, node: pending_xref, contnode: nodes.TextElement
-) -> nodes.Element | None:
-    """Link ``trio_ws_bus._bus.MessageBus`` to ``trio_ws_bus.MessageBus``.
-
-    Signatures name the module a class is defined in (a private one); the
-    reference documents every name where users import it from. Also lets a
-    ``py:class`` reference find a type alias documented with ``autodata``.
+    Public names say ``__module__ = "trio_ws_bus"`` (see ``_util.py``), so
+    autodoc reads attribute and data docstrings (``#:`` comments, strings
+    after an assignment) from ``trio_ws_bus/__init__.py``, which only
+    re-exports them. Give each public package an analyzer holding what its
+    private modules define.
     """
-    if node.get("refdomain") != "py":
-        return None
-    target = node["reftarget"]
-    match = _PRIVATE_PATH.match(target)
-    candidates = [f"{match[1]}.{match[2]}"] if match else []
-    if not target.startswith("trio_ws_bus"):
-        candidates.append(f"trio_ws_bus.{target}")
-    candidates.append(target)
-    domain: Any = env.get_domain("py")
-    for candidate in candidates:
-        entry = domain.objects.get(candidate)
-        if entry is not None:
-            return make_refnode(
-                app.builder,
-                node["refdoc"],
-                entry.docname,
-                entry.node_id,
-                contnode,
-                candidate,
-            )
-    return None
-
-
-def _data_docstring(name: str, obj: object) -> list[str]:
-    """The docstring of module-level data, from the private module defining it.
-
-    autodoc looks for the docstring of ``trio_ws_bus.ALERTS_TOPIC`` in
-    ``trio_ws_bus/__init__.py``, which only re-exports it, and then falls back
-    to the value's class docstring (``str``'s). The docstring is in the
-    private module that assigns it (``_bus.py``): search those.
-    """
-    public, _, attribute = name.rpartition(".")
-    for module_name, module in sorted(sys.modules.items()):
-        if module is None or not module_name.startswith(public + "._"):
-            continue
-        if getattr(module, attribute, _MISSING) is not obj:
-            continue
-        try:
-            found = ModuleAnalyzer.for_module(module_name).find_attr_docs()
-        except PycodeError:
-            continue
-        doc = found.get(("", attribute))
-        if doc:
-            return list(doc)
-    return []
-
-
-_MISSING = object()
+    trio_ws_bus.testing.ReferenceServer  # noqa: B018  (loads the kit's modules)
+    for package in ("trio_ws_bus", "trio_ws_bus.testing"):
+        merged = ModuleAnalyzer.for_module(package)
+        merged.analyze()
+        for name in sorted(sys.modules):
+            if (
+                name.startswith(package + "._")
+                and name.count(".") == package.count(".") + 1
+            ):
+                part = ModuleAnalyzer.for_module(name)
+                part.analyze()
+                merged.attr_docs.update(part.attr_docs)
+                merged.annotations.update(part.annotations)
+                merged.tagorder.update(part.tagorder)
 
 
 def _fix_docstring(
     app: Sphinx, what: str, name: str, obj: object, options: Any, lines: list[str]
 ) -> None:
-    """Give module data its own docstring; keep napoleon from inventing types.
+    """Keep napoleon from inventing types.
 
     Napoleon takes the text before the first colon of an attribute's
     docstring as the attribute's type. Our attribute docstrings never give a
@@ -245,13 +210,27 @@ def _fix_docstring(
     reads ``": Stop: ..."`` as no type and the description ``"Stop: ..."``.
     Runs before napoleon (priority 400 < 500).
     """
-    if what == "data" and name.startswith("trio_ws_bus."):
-        lines[:] = _data_docstring(name, obj)
     if what in ("attribute", "data", "property") and lines and ":" in lines[0]:
         lines[0] = ": " + lines[0]
 
 
+def _async_with_signature(
+    app: Sphinx,
+    what: str,
+    name: str,
+    obj: object,
+    options: Any,
+    signature: str | None,
+    return_annotation: str | None,
+) -> tuple[str | None, str | None] | None:
+    """Drop ``-> AsyncIterator[...]`` where the entry reads ``async with ... as x``."""
+    if "async-with" in options:
+        return signature, None
+    return None
+
+
 def setup(app: Sphinx) -> None:
-    """Register the private-path resolver and the docstring fix-ups."""
-    app.connect("missing-reference", _resolve_private_path)
+    """Register the docstring fix-up; analyze the public packages."""
+    _analyze_public_packages()
+    app.connect("autodoc-process-signature", _async_with_signature)
     app.connect("autodoc-process-docstring", _fix_docstring, priority=400)

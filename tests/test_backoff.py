@@ -25,6 +25,22 @@ def test_delay_far_past_the_cap_does_not_overflow() -> None:
     assert Backoff(factor=1.5).delay(10**9) == 30.0
 
 
+@pytest.mark.parametrize(
+    ("base", "factor", "max_delay", "index"),
+    [(0.011, 3.0, 0.099, 2), (0.011, 3.0, 0.891, 4)],
+)
+def test_the_cap_is_reported_exactly(
+    base: float, factor: float, max_delay: float, index: int
+) -> None:
+    """Where base * factor ** i reaches the cap, the delay is max_delay to the bit.
+
+    (In floats 0.011 * 3.0 ** 2 is 0.09899999999999999.)
+    """
+    backoff = Backoff(base=base, factor=factor, max_delay=max_delay)
+    assert backoff.delay(index) == max_delay
+    assert backoff.delay(index - 1) < max_delay
+
+
 def test_negative_index_is_rejected() -> None:
     """delay(-1) is a caller bug and says so."""
     with pytest.raises(ValueError, match="retry_index"):
@@ -44,6 +60,8 @@ def test_negative_index_is_rejected() -> None:
         ({"jitter": 1.5}, "jitter"),
         ({"reset_after": -3.0}, "reset_after"),
         ({"max_delay": math.inf}, "max_delay"),
+        ({"max_delay": math.nan}, "max_delay"),
+        ({"base": 0.0, "max_delay": -1.0}, "max_delay"),
     ],
 )
 def test_nonsense_settings_are_rejected(kwargs: dict[str, float], match: str) -> None:

@@ -19,9 +19,12 @@ import pytest
 if importlib.util.find_spec("bench") is None:  # pragma: no cover
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import __main__ as cli, throughput
-from bench._common import Config, Goal, Result, Row, ratio
-from bench._report import number, rst_tables, text_table
+import trio
+
+from bench import __main__ as cli, _clients, deflate, throughput
+from bench._common import Config, Goal, Result, Row, faster, ratio
+from bench._frames import stream
+from bench._report import goal_line, number, rst_tables, text_table
 from bench._server_proc import server_process
 
 TINY = Config(size="tiny", rounds=1)
@@ -37,11 +40,17 @@ def check_result(result: Result, name: str) -> None:
         assert row.group
         assert row.variant
         assert row.unit
-        assert row.samples
+        if not row.samples:
+            assert row.note.startswith("n/a (needs ")
+            continue
         assert all(math.isfinite(value) for value in row.samples)
         assert min(row.samples) <= row.median <= max(row.samples)
     for goal in result.goals:
         assert isinstance(goal, Goal)
+        if goal.value is None:
+            assert goal.met is None
+            assert goal.detail.startswith("n/a (needs ")
+            continue
         assert math.isfinite(goal.value)
         assert goal.met == (
             goal.value >= float(goal.target[3:])
@@ -54,33 +63,96 @@ def check_result(result: Result, name: str) -> None:
     assert text_table(result).startswith(f"== {result.title} ==")
 
 
-@pytest.mark.parametrize("name", [n for n in cli.BENCHMARKS if n != "throughput"])
+@pytest.mark.parametrize(
+    "name", [n for n in cli.BENCHMARKS if n not in ("throughput", "deflate")]
+)
 def test_each_benchmark_runs_at_tiny_size(name: str) -> None:
     """Every other benchmark runs at the tiny size and returns well-formed results."""
     result = cli.BENCHMARKS[name].run(TINY)
     check_result(result, name)
 
 
-def test_throughput_has_its_variants_and_goals() -> None:
-    """Throughput runs (a), (a4), (b), (c) [and (d)] on both message kinds."""
+def rows_by_kind(result: Result) -> dict[str, dict[str, Row]]:
+    kinds: dict[str, dict[str, Row]] = {}
+    for row in result.rows:
+        kinds.setdefault(row.group, {})[row.variant] = row
+    return kinds
+
+
+def test_throughput_has_every_variant_and_goal() -> None:
+    """Throughput runs every variant it can on both kinds, and computes each goal."""
     result = throughput.run(TINY)
     check_result(result, "throughput")
-    variants = {throughput.A, throughput.A4, throughput.B, throughput.C}
-    if throughput.websockets_trio_available():
-        variants.add(throughput.D)
-    for kind in ("telemetry", "alerts"):
-        assert {row.variant for row in result.rows if row.group == kind} == variants
-    assert len(result.goals) == 2
+    missing = throughput.missing()
+    for rows in rows_by_kind(result).values():
+        assert list(rows) == list(throughput.VARIANTS)
+        measured = {name for name, row in rows.items() if row.samples}
+        assert measured == set(throughput.VARIANTS) - set(missing)
+    names = [goal.name for goal in result.goals]
+    assert names == [
+        f"{kind}: {goal[0]}"
+        for kind in ("telemetry", "alerts")
+        for goal in throughput.GOALS
+    ]
 
 
-def test_throughput_skips_websockets_when_it_has_no_trio_client(
+def test_throughput_reports_what_it_cannot_measure(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Without websockets.trio, variant (d) is left out with a note, not an error."""
-    monkeypatch.setattr(throughput, "websockets_trio_available", lambda: False)
+    """Without websockets or receive_batch, those variants and goals are n/a."""
+    monkeypatch.setattr(throughput, "websockets_available", lambda: False)
+    monkeypatch.setattr(_clients, "has_receive_batch", lambda: False)
     result = throughput.run(TINY)
-    assert throughput.D not in {row.variant for row in result.rows}
-    assert any("(d) skipped" in note for note in result.notes)
+    check_result(result, "throughput")
+    for rows in rows_by_kind(result).values():
+        measured = {name for name, row in rows.items() if row.samples}
+        assert measured == {throughput.A, throughput.B, throughput.F}
+        assert "receive_batch" in rows[throughput.G].note
+        assert "websockets" in rows[throughput.C].note
+    verdicts = {goal.name.split(": ", 1)[1]: goal.met for goal in result.goals}
+    assert verdicts["(g) receive_batch / (e) ceiling"] is None
+    assert verdicts["(f) async for / (c) websockets.trio"] is None
+    assert verdicts["(f) async for / (a) trio-websocket get_message (0.1.0)"] in (
+        True,
+        False,
+    )
+    assert "n/a (needs Subscription.receive_batch)" in text_table(result)
+
+
+def test_deflate_runs_what_it_can() -> None:
+    """The deflate benchmark pairs each client with and without compression."""
+    result = deflate.run(TINY)
+    check_result(result, "deflate")
+    missing = deflate.missing()
+    for rows in rows_by_kind(result).values():
+        assert len(rows) == 4
+        measured = {name for name, row in rows.items() if row.samples}
+        assert measured == set(rows) - set(missing)
+    pairs_measured = sum(not (set(pair) & set(missing)) for pair in deflate.PAIRS)
+    assert len(result.notes) == 2 * pairs_measured
+
+
+def test_deflate_listener_negotiates_and_pushes_intact_frames() -> None:
+    """The server's deflate listener compresses the push; a client reads it intact."""
+    connect = pytest.importorskip("websockets.trio.client").connect
+    received: list[list[object]] = []
+
+    async def read(url: str, n: int) -> None:
+        with trio.fail_after(30):
+            async with connect(url) as connection:
+                extensions = connection.response.headers["Sec-WebSocket-Extensions"]
+                assert extensions.startswith("permessage-deflate")
+                await connection.send("go")
+                received.append([json.loads(await connection.recv()) for _ in range(n)])
+
+    with server_process() as server:
+        url = server.url(deflate=True, mode="push", kind="telemetry", n=30, devices=20)
+        for _ in range(2):  # the second connection gets the cached compressed bytes
+            trio.run(read, url, 30)
+    expected = [json.loads(frame) for frame in stream("telemetry", 30, 20)]
+    assert received == [expected, expected]
+    assert expected[0]["device_id"] != expected[1]["device_id"]
+    assert expected[0] == expected[20]
 
 
 def test_cli_writes_json_and_rst(
@@ -99,7 +171,7 @@ def test_cli_writes_json_and_rst(
     assert document["failures"] == {}
     assert document["machine"]["python"]
     assert document["machine"]["versions"]["trio"]
-    assert [goal["benchmark"] for goal in document["goals"]] == ["routing"]
+    assert [goal["benchmark"] for goal in document["goals"]] == ["routing", "decode"]
     out = capsys.readouterr().out
     assert "== Goals ==" in out
     tables = rst.read_text()
@@ -133,6 +205,10 @@ def test_server_process_starts_and_stops() -> None:
         assert server.url(mode="push", n=3) == (
             f"ws://127.0.0.1:{server.port}/bench?mode=push&n=3"
         )
+        assert server.url("http", deflate=True, n=3) == (
+            f"http://127.0.0.1:{server.deflate_port}/bench?n=3"
+        )
+        assert server.deflate_port not in (0, server.port)
     assert server.process.returncode == 0
 
 
@@ -159,3 +235,10 @@ def test_report_helpers() -> None:
         },
     )
     assert r"T\*" in tables
+    missing = Row("g", "later", "us", [], "n/a (needs x)")
+    goal = faster("later / slow", missing, slow, 1.5)
+    assert (goal.value, goal.met) == (None, None)
+    assert goal_line(goal) == "later / slow: n/a (needs x) (>= 1.5)"
+    assert faster("fast / slow", fast, slow, 1.5).value == 2.0
+    table = text_table(Result("x", "T", "m", rows=[slow, missing]))
+    assert "n/a" in table.splitlines()[-1]

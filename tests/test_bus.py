@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -18,15 +19,23 @@ from trio_ws_bus._bus import (
     CONNECTION_TOPIC,
     DEFAULT_MAX_BUFFER,
     ERROR_TOPIC,
+    INVALID_TOPIC,
     BusStatistics,
     MessageBus,
     Overflow,
     Subscription,
+    Topic,
     telemetry_topic,
 )
 from trio_ws_bus._errors import SubscriberLagged
 
 CAP = 5  # seconds of real time any single test may take
+
+
+async def collect(iterator: AsyncIterator[Any], into: list[Any]) -> None:
+    """Append what an async iterator yields until it ends or raises."""
+    async for item in iterator:
+        into.append(item)
 
 
 def drain(subscription: Subscription[Any]) -> list[Any]:
@@ -44,14 +53,45 @@ def drain(subscription: Subscription[Any]) -> list[Any]:
 
 def test_topic_helpers() -> None:
     """Topic constants and telemetry_topic() follow the wire protocol's names."""
-    assert (ALERTS_TOPIC, CONNECTION_TOPIC, ERROR_TOPIC) == (
+    assert (ALERTS_TOPIC, CONNECTION_TOPIC, ERROR_TOPIC, INVALID_TOPIC) == (
         "alerts",
         "connection",
         "error",
+        "invalid",
     )
     assert telemetry_topic("dev-1") == "telemetry:dev-1"
     with pytest.raises(ValueError, match="device_id"):
         telemetry_topic("")
+
+
+def test_typed_topics_are_plain_strings_to_the_bus() -> None:
+    """A Topic equals, hashes and routes as its plain string, both ways round."""
+    topics = [ALERTS_TOPIC, CONNECTION_TOPIC, telemetry_topic("dev-1")]
+    for topic in topics:
+        assert isinstance(topic, Topic)
+        assert isinstance(topic, str)
+        assert hash(topic) == hash(str(topic))
+        assert {str(topic): 1}[topic] == 1
+        assert repr(topic) == repr(str(topic))
+    bus = MessageBus()
+    seen: list[tuple[str, object]] = []
+    bus.on("alerts", lambda payload: seen.append(("plain", payload)))
+    bus.on(ALERTS_TOPIC, lambda payload: seen.append(("typed", payload)))
+    bus.on(Topic("telemetry:*"), lambda payload: seen.append(("pattern", payload)))
+    assert bus.listener_count("alerts") == bus.listener_count(ALERTS_TOPIC) == 2
+    assert bus.publish(ALERTS_TOPIC, ()) == 2
+    assert bus.publish("alerts", ()) == 2
+    assert bus.publish("telemetry:dev-1", 1) == 1
+    typed: Topic[int] = Topic("telemetry:dev-1")
+    assert bus.publish(typed, 2) == 1
+    assert seen == [
+        ("plain", ()),
+        ("typed", ()),
+        ("plain", ()),
+        ("typed", ()),
+        ("pattern", 1),
+        ("pattern", 2),
+    ]
 
 
 @pytest.mark.parametrize("topic", ["", "a*b", "**", "*a", "tele*metry:*", 42, None])
@@ -77,7 +117,7 @@ async def test_invalid_subscribe_options_are_refused() -> None:
         with pytest.raises(TypeError, match="max_buffer"):
             bus.subscribe("a", max_buffer=wrong_type)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="overflow"):
-        bus.subscribe("a", overflow="drop_oldest")  # type: ignore[arg-type]
+        bus.subscribe("a", overflow="drop_oldest")  # type: ignore[call-overload]
 
 
 async def test_on_refuses_non_callables_and_async_functions() -> None:
@@ -88,7 +128,7 @@ async def test_on_refuses_non_callables_and_async_functions() -> None:
         raise AssertionError("never called")
 
     with pytest.raises(TypeError, match="callable"):
-        bus.on("a", 42)  # type: ignore[arg-type]
+        bus.on("a", 42)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="synchronous"):
         bus.on("a", async_handler)
     assert bus.listener_count("a") == 0
@@ -326,7 +366,7 @@ async def test_raising_handler_is_logged_and_isolated(
         bus.on(ALERTS_TOPIC, seen.append)
         async with bus.subscribe(ALERTS_TOPIC) as sub:
             with caplog.at_level(logging.ERROR, logger="trio_ws_bus.bus"):
-                assert bus.publish(ALERTS_TOPIC, "x") == 2
+                assert bus.publish("alerts", "x") == 2
             assert drain(sub) == ["x"]
         assert seen == ["x"]
         assert bus.statistics().handler_errors == 1
@@ -381,6 +421,89 @@ def test_unsubscribe_function_is_idempotent_and_per_registration() -> None:
     assert seen == [1, 1, 2]
 
 
+async def test_tasks_waiting_on_two_subscriptions_both_get_one_publish() -> None:
+    """One publish wakes a waiting task on each subscription of the topic."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        got: list[tuple[int, object]] = []
+
+        async def wait(index: int, sub: Subscription[object]) -> None:
+            got.append((index, await sub.receive()))
+
+        async with (
+            bus.subscribe("a") as first,
+            bus.subscribe("a") as second,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(wait, 1, first)
+            nursery.start_soon(wait, 2, second)
+            await trio.testing.wait_all_tasks_blocked()
+            assert bus.publish("a", "x") == 2
+        assert sorted(got) == [(1, "x"), (2, "x")]
+
+
+def test_handler_errors_counts_every_failure() -> None:
+    """Each raising call and each returned awaitable adds one to handler_errors."""
+    bus = MessageBus()
+
+    def broken(payload: object) -> None:
+        raise RuntimeError(payload)
+
+    async def body() -> None:
+        pass  # pragma: no cover - closed unawaited
+
+    bus.on("a", broken)
+    bus.on("a", broken)
+    bus.on("*", lambda payload: body())
+    for i in range(3):
+        assert bus.publish("a", i) == 0
+    assert bus.publish("b", 3) == 0
+    assert bus.statistics().handler_errors == 3 * 3 + 1
+
+
+def test_handler_returning_a_plain_value_is_delivered() -> None:
+    """A handler's non-None, non-awaitable return value is ignored, not an error."""
+    bus = MessageBus()
+    bus.on("a", lambda payload: 42)
+    bus.on("a", lambda payload: [payload])
+    assert bus.publish("a", 1) == 2
+    assert bus.statistics().handler_errors == 0
+
+
+class _BareAwaitable:
+    """An awaitable with no close() method."""
+
+    def __await__(self) -> Any:
+        return iter(())  # pragma: no cover - never awaited
+
+
+def test_awaitable_without_close_never_makes_publish_raise() -> None:
+    """A handler returning an awaitable that has no close() is counted, not raised."""
+    bus = MessageBus()
+    seen: list[object] = []
+    bus.on("a", lambda payload: _BareAwaitable())
+    bus.on("a", seen.append)
+    assert bus.publish("a", 1) == 1
+    assert bus.publish("a", 2) == 1
+    assert seen == [1, 2]
+    assert bus.statistics().handler_errors == 2
+
+
+def test_later_handlers_run_after_one_returns_a_coroutine() -> None:
+    """A handler after one that returned a coroutine still runs, in order."""
+    bus = MessageBus()
+    seen: list[object] = []
+
+    async def body(payload: object) -> None:
+        pass  # pragma: no cover - closed unawaited
+
+    bus.on("a", seen.append)
+    bus.on("a", lambda payload: body(payload))
+    bus.on("a", lambda payload: seen.append(("after", payload)))
+    assert bus.publish("a", 1) == 2
+    assert seen == [1, ("after", 1)]
+
+
 def test_changes_made_by_a_handler_apply_from_the_next_publish() -> None:
     """A handler may unsubscribe, subscribe and publish during a publish safely."""
     bus = MessageBus()
@@ -418,9 +541,9 @@ async def test_wildcard_patterns_route_by_prefix() -> None:
             dev1 = await stack.enter_async_context(
                 bus.subscribe(telemetry_topic("dev1"))
             )
-            assert bus.publish(telemetry_topic("dev1"), "t1") == 3
-            assert bus.publish(telemetry_topic("dev2"), "t2") == 2
-            assert bus.publish(ALERTS_TOPIC, "alert") == 1
+            assert bus.publish("telemetry:dev1", "t1") == 3
+            assert bus.publish("telemetry:dev2", "t2") == 2
+            assert bus.publish("alerts", "alert") == 1
             assert bus.publish("telemetry", "no colon") == 1
             assert drain(every) == ["t1", "t2", "alert", "no colon"]
             assert drain(telemetry) == ["t1", "t2"]
@@ -428,7 +551,7 @@ async def test_wildcard_patterns_route_by_prefix() -> None:
             assert bus.listener_count("telemetry:*") == 1
             assert bus.listener_count("*") == 1
             assert bus.listener_count("telemetry:dev2") == 0
-        assert bus.publish(telemetry_topic("dev1"), "gone") == 0
+        assert bus.publish("telemetry:dev1", "gone") == 0
         assert bus.statistics().topics == 0
 
 
@@ -561,6 +684,321 @@ async def test_statistics_snapshot() -> None:
         off()
         assert bus.statistics().topics == 0
         assert "subscriptions=0" in repr(bus)
+
+
+# -- batch receive ---------------------------------------------------------------
+
+
+async def test_receive_batch_takes_everything_buffered_in_order() -> None:
+    """receive_batch() returns every buffered message, oldest first, at a checkpoint."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a") as sub:
+            for i in range(5):
+                bus.publish("a", i)
+            with trio.testing.assert_checkpoints():
+                assert await sub.receive_batch() == (0, 1, 2, 3, 4)
+            for i in range(5, 10):
+                bus.publish("a", i)
+            assert await sub.receive_batch(max_items=2) == (5, 6)
+            assert await sub.receive_batch(2) == (7, 8)
+            assert await sub.receive_batch(2) == (9,)
+            with pytest.raises(trio.WouldBlock):
+                sub.receive_nowait()
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+async def test_max_items_below_one_is_refused(bad: int) -> None:
+    """receive_batch() and batches() refuse max_items < 1 before taking anything."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a") as sub:
+            bus.publish("a", 1)
+            with pytest.raises(ValueError, match="max_items"):
+                await sub.receive_batch(bad)
+            with pytest.raises(ValueError, match="max_items"):
+                sub.batches(bad)
+            assert drain(sub) == [1]
+
+
+async def test_receive_batch_waits_for_one_then_takes_what_followed() -> None:
+    """A waiting receive_batch() gets the first message and all published with it."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        batches: list[tuple[int, ...]] = []
+
+        async def consume(sub: Subscription[int], max_items: int | None) -> None:
+            batches.append(await sub.receive_batch(max_items))
+
+        async with bus.subscribe("a") as sub, trio.open_nursery() as nursery:
+            nursery.start_soon(consume, sub, None)
+            await trio.testing.wait_all_tasks_blocked()
+            assert batches == []
+            for i in range(3):
+                bus.publish("a", i)
+            await trio.testing.wait_all_tasks_blocked()
+            assert batches == [(0, 1, 2)]
+            nursery.start_soon(consume, sub, 2)
+            await trio.testing.wait_all_tasks_blocked()
+            for i in range(3, 6):
+                bus.publish("a", i)
+            await trio.testing.wait_all_tasks_blocked()
+            assert batches == [(0, 1, 2), (3, 4)]
+            assert drain(sub) == [5]
+
+
+async def test_cancelled_receive_batch_loses_nothing() -> None:
+    """A cancelled receive_batch() loses nothing, even after a message was handed."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a") as sub:
+            bus.publish("a", 1)
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await sub.receive_batch()
+            assert scope.cancelled_caught
+            assert drain(sub) == [1]
+
+            got: list[tuple[int, ...]] = []
+            async with trio.open_nursery() as nursery:
+                scope = trio.CancelScope()
+
+                async def consume() -> None:
+                    with scope:
+                        got.append(await sub.receive_batch())
+
+                nursery.start_soon(consume)
+                await trio.testing.wait_all_tasks_blocked()
+                bus.publish("a", 2)  # handed over to the waiting task...
+                scope.cancel()  # ...which is cancelled before it runs
+            assert got == [(2,)]
+            assert not scope.cancelled_caught
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sub.receive_batch)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+            bus.publish("a", 3)
+            assert drain(sub) == [3]
+
+
+async def test_receive_batch_keeps_the_overflow_policies() -> None:
+    """Lag is raised once before the buffered batch; dropped counts stay the same."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with (
+            bus.subscribe("a", max_buffer=3, overflow=Overflow.ERROR) as error,
+            bus.subscribe("a", max_buffer=3) as oldest,
+        ):
+            for i in range(8):
+                bus.publish("a", i)
+            with pytest.raises(SubscriberLagged) as excinfo:
+                await error.receive_batch()
+            assert excinfo.value.missed == 5
+            assert await error.receive_batch() == (0, 1, 2)
+            assert await oldest.receive_batch() == (5, 6, 7)
+            assert (error.dropped, oldest.dropped) == (5, 5)
+            bus.publish("a", 8)
+            assert await error.receive_batch() == (8,)
+
+
+async def test_batches_iterates_until_the_bus_is_cleared() -> None:
+    """`async for batch in sub.batches()` yields tuples and ends on clear()."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        got: list[tuple[int, ...]] = []
+
+        async def consume(*, task_status: trio.TaskStatus[None]) -> None:
+            async with bus.subscribe("a") as sub:
+                task_status.started()
+                async for batch in sub.batches(max_items=3):
+                    got.append(batch)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(consume)
+            bus.publish("a", 0)
+            await trio.testing.wait_all_tasks_blocked()
+            for i in range(1, 6):
+                bus.publish("a", i)
+            bus.clear()
+        assert got == [(0,), (1, 2, 3), (4, 5)]
+
+
+async def test_batches_raises_when_closed_and_on_lag() -> None:
+    """batches() propagates SubscriberLagged and ClosedResourceError like async for."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a", max_buffer=1, overflow=Overflow.ERROR) as sub:
+            bus.publish("a", 0)
+            bus.publish("a", 1)
+            got: list[tuple[int, ...]] = []
+            with pytest.raises(SubscriberLagged, match="missed 1"):
+                await collect(sub.batches(), got)
+            assert got == []
+            assert await sub.batches().__anext__() == (0,)
+            await sub.aclose()
+            with pytest.raises(trio.ClosedResourceError):
+                await collect(sub.batches(), got)
+            assert got == []
+
+
+_burst = st.tuples(st.integers(0, 6), st.integers(0, 3))  # (publishes, yields)
+
+
+async def _publish_against_batch_consumer(
+    max_buffer: int,
+    overflow: Overflow,
+    bursts: list[tuple[int, int]],
+    takes: list[int | None],
+) -> None:
+    bus = MessageBus()
+    received: list[int] = []
+    lagged = 0
+
+    async def consume(sub: Subscription[int]) -> None:
+        nonlocal lagged
+        for step in range(10_000):  # bounded: ends at EndOfChannel long before
+            take = takes[step % len(takes)]
+            try:
+                if take == 0:
+                    batch: tuple[int, ...] = (await sub.receive(),)
+                else:
+                    batch = await sub.receive_batch(take)
+            except SubscriberLagged as exc:
+                lagged += exc.missed
+                continue
+            except trio.EndOfChannel:
+                return
+            assert 1 <= len(batch) <= (take or max_buffer + 1)
+            received.extend(batch)
+        raise AssertionError("the consumer never saw the end")  # pragma: no cover
+
+    published = 0
+    with trio.fail_after(CAP):
+        async with (
+            bus.subscribe("a", max_buffer=max_buffer, overflow=overflow) as sub,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(consume, sub)
+            for count, yields in bursts:
+                for _ in range(count):
+                    bus.publish("a", published)
+                    published += 1
+                for _ in range(yields):
+                    await trio.lowlevel.checkpoint()
+            bus.clear()
+    assert received == sorted(set(received))  # in order, each at most once
+    assert len(received) + sub.dropped == published  # nothing lost uncounted
+    assert lagged == (sub.dropped if overflow is Overflow.ERROR else 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.sampled_from(Overflow),
+    st.lists(_burst, max_size=30),
+    st.lists(st.one_of(st.none(), st.integers(0, 4)), min_size=1, max_size=5),
+)
+def test_batch_receives_deliver_every_kept_message_once_in_order(
+    max_buffer: int,
+    overflow: Overflow,
+    bursts: list[tuple[int, int]],
+    takes: list[int | None],
+) -> None:
+    """Any mix of publishes, receive() and receive_batch() loses only counted drops."""
+    trio.run(_publish_against_batch_consumer, max_buffer, overflow, bursts, takes)
+
+
+# -- interrupt: what the manager sets while it has given up ----------------------
+
+
+class _GaveUp(Exception):
+    pass
+
+
+async def test_interrupt_raises_once_the_buffer_is_drained() -> None:
+    """While set, receives deliver what is buffered, then raise the factory's error."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a") as sub:
+            bus.publish("a", 1)
+            bus.publish("a", 2)
+            bus.publish("a", 3)
+            sub._set_interrupt(_GaveUp)
+            assert await sub.receive() == 1
+            assert await sub.receive_batch() == (2, 3)
+            with pytest.raises(_GaveUp):
+                await sub.receive()
+            with pytest.raises(_GaveUp):
+                await sub.receive_batch()
+            with pytest.raises(_GaveUp):
+                sub.receive_nowait()
+            bus.publish("a", 4)  # still buffered while interrupted
+            assert sub.receive_nowait() == 4
+
+
+async def test_interrupt_wakes_waiting_tasks_and_none_rearms() -> None:
+    """Setting an interrupt wakes every waiting receive; None makes them wait again."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        outcomes: list[object] = []
+
+        async def wait(receive: Any) -> None:
+            try:
+                outcomes.append(await receive())
+            except _GaveUp as exc:
+                outcomes.append(exc)
+
+        async with bus.subscribe("a") as sub, trio.open_nursery() as nursery:
+            nursery.start_soon(wait, sub.receive)
+            nursery.start_soon(wait, sub.receive_batch)
+            await trio.testing.wait_all_tasks_blocked()
+            sub._set_interrupt(_GaveUp)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(outcomes) == 2
+            assert all(isinstance(o, _GaveUp) for o in outcomes)
+            assert outcomes[0] is not outcomes[1]  # one error per receive
+
+            sub._set_interrupt(None)
+            outcomes.clear()
+            nursery.start_soon(wait, sub.receive)
+            await trio.testing.wait_all_tasks_blocked()
+            assert outcomes == []
+            bus.publish("a", 5)
+            await trio.testing.wait_all_tasks_blocked()
+            assert outcomes == [5]
+
+
+async def test_interrupt_ends_async_for_and_batches() -> None:
+    """`async for` and batches() raise the interrupt after the buffered messages."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a") as sub:
+            got: list[object] = []
+            bus.publish("a", 1)
+            sub._set_interrupt(_GaveUp)
+            with pytest.raises(_GaveUp):
+                await collect(sub, got)
+            bus.publish("a", 2)
+            with pytest.raises(_GaveUp):
+                await collect(sub.batches(), got)
+            assert got == [1, (2,)]
+
+
+async def test_closing_and_clearing_win_over_an_interrupt() -> None:
+    """An interrupted subscription still ends on clear() and closes on aclose()."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a") as ended, bus.subscribe("a") as closed:
+            ended._set_interrupt(_GaveUp)
+            closed._set_interrupt(_GaveUp)
+            await closed.aclose()
+            with pytest.raises(trio.ClosedResourceError):
+                await closed.receive_batch()
+            bus.clear()
+            assert [batch async for batch in ended.batches()] == []
+            with pytest.raises(trio.EndOfChannel):
+                ended.receive_nowait()
 
 
 # -- property: the bus behaves like a simple model ---------------------------------

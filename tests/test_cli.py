@@ -35,12 +35,15 @@ from trio_ws_bus._cli import main
 from trio_ws_bus._cli._commands import (
     DemoSettings,
     ListenSettings,
+    ServeSettings,
     Stop,
+    UsageError,
     give_up_message,
     run_demo,
     run_listen,
+    run_serve,
 )
-from trio_ws_bus._cli._main import _listen_settings, build_parser
+from trio_ws_bus._cli._main import _listen_settings, _serve_secret, build_parser
 from trio_ws_bus._cli._output import (
     Output,
     Summary,
@@ -59,6 +62,7 @@ from trio_ws_bus._cli._tokens import (
     TokenSourceError,
     token_provider,
 )
+from trio_ws_bus._secrets import Redactor, token_forms
 from trio_ws_bus.testing import make_alert, open_reference_server
 from trio_ws_bus.testing._feed import FeedModel, FeedSchedule, device_ids
 
@@ -253,16 +257,27 @@ def test_output_writes_records_summary_and_notes_where_they_belong() -> None:
 # --- arguments, help and exit statuses -----------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["listen"], ["serve"]])
-def test_every_command_has_help_with_the_exit_statuses(
-    command: list[str], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("command", "own", "others"),
+    [
+        ([], "each command's --help says which", "never connecting"),
+        (["demo"], "the demo ran to the end", "--duration ran out"),
+        (["listen"], "--duration ran out without ever connecting", "demo ran"),
+        (["serve"], "secret source", "gave up"),
+    ],
+)
+def test_every_command_has_help_with_its_own_exit_statuses(
+    command: list[str], own: str, others: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--help works on every command and documents the exit statuses."""
+    """--help lists the command's own exit statuses only, and needs no prior reading."""
     assert main([*command, "--help"]) == 0
     text = capsys.readouterr().out
     assert "exit status:" in text
     for status in ("0 ", "1 ", "2 ", "130 "):
         assert f"\n  {status}" in text
+    assert own in " ".join(text.split())
+    assert others not in " ".join(text.split())
+    assert "browser" not in text
 
 
 @pytest.mark.parametrize(
@@ -281,6 +296,9 @@ def test_every_command_has_help_with_the_exit_statuses(
         ["serve", "--port", "70000"],
         ["serve", "--port", "http"],
         ["serve", "--host", "0.0.0.0"],
+        ["serve", "--secret-env", "UNSET_VARIABLE_X"],
+        ["serve", "--secret-file", "{missing}"],
+        ["serve", "--secret-env", "S", "--secret-file", "{missing}"],
         ["dmeo"],
     ],
 )
@@ -314,6 +332,42 @@ def test_token_command_failure_message_says_why(
     assert main(argv) == 2
     message = one_line(capsys.readouterr().err)
     assert message.endswith("error: token command exited with status 3")
+
+
+@pytest.mark.parametrize("content", ["tok-a\ntok-b\n", "  \n", "tok-a\r\ntok-b"])
+def test_a_token_file_of_several_lines_or_none_is_a_usage_error(
+    content: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 with one line that names the file and never shows what it holds."""
+    path = tmp_path / "token"
+    path.write_text(content)
+    argv = ["listen", "http://127.0.0.1:9", "--token-file", str(path), "--alerts"]
+    assert main(argv) == 2
+    message = one_line(capsys.readouterr().err)
+    assert f"error: token file {path} " in message
+    assert message.endswith(("has more than one line", "is empty"))
+    assert "tok-" not in message
+
+
+def test_serve_reads_a_stable_secret_from_env_or_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--secret-env and --secret-file give the secret; two lines are refused."""
+    path = tmp_path / "secret"
+    path.write_text(" s3cret-from-file \n")
+    monkeypatch.setenv("SERVE_SECRET", "s3cret-from-env")
+
+    def secret(*options: str) -> str | None:
+        return _serve_secret(build_parser().parse_args(["serve", *options]))
+
+    assert secret() is None
+    assert secret("--secret-env", "SERVE_SECRET") == "s3cret-from-env"
+    assert secret("--secret-file", str(path)) == "s3cret-from-file"
+    path.write_text("s3cret\nmore\n")
+    with pytest.raises(
+        UsageError, match=f"^secret file {path} has more than one line$"
+    ):
+        secret("--secret-file", str(path))
 
 
 @pytest.mark.parametrize(
@@ -431,11 +485,20 @@ async def test_token_command_failures_are_explained_without_output(
 
 
 async def test_token_provider_uses_the_checked_token_once_then_refetches() -> None:
-    """The startup token serves the first attempt, then each call fetches anew."""
-    environ = {"T": "second"}
+    """The startup token serves the first attempt, then each call fetches anew.
+
+    The redactor always hides the token handed out last.
+    """
+    environ = {"T": "tok-second"}
     notes: list[str] = []
-    provide = token_provider(EnvToken("T", environ=environ), "first", notes.append)
-    assert [await provide(), await provide()] == ["first", "second"]
+    redactor = Redactor()
+    provide = token_provider(
+        EnvToken("T", environ=environ), "tok-first", notes.append, redactor
+    )
+    assert await provide() == "tok-first"
+    assert redactor("tok-first tok-second") == "*** tok-second"
+    assert await provide() == "tok-second"
+    assert redactor("tok-first tok-second") == "tok-first ***"
     del environ["T"]
     with pytest.raises(TokenSourceError):
         await provide()
@@ -617,6 +680,90 @@ async def test_listen_gives_up_with_status_1_and_one_line(
     assert attempts == [0.0, 1.0, 3.0]
     assert lines[-1]["kind"] == "summary"
     assert lines[-1]["status"] == "error"
+
+
+@pytest.mark.parametrize(("rejected", "status"), [(0, 0), (100, 1)])
+async def test_listen_duration_passes_only_after_a_connection(
+    autojump_clock: trio.testing.MockClock, rejected: int, status: int
+) -> None:
+    """--duration ending without ever connecting is status 1, like giving up."""
+    out, err = io.StringIO(), io.StringIO()
+    async with open_reference_server(listen=False) as server:
+        if rejected:
+            server.reject_next(rejected, 503)
+        settings = listen_settings(server.issue_token(), duration=20.0)
+        output = Output(out, err, json=True)
+        assert await run_listen(
+            settings, output, Stop(), transport=server.transport
+        ) == (status)
+    if status:
+        assert one_line(err.getvalue()) == (
+            "trio-ws-bus: gave up: never connected in 20 s "
+            "(last error: Handshake rejected with HTTP 503)"
+        )
+    else:
+        assert err.getvalue() == ""
+    assert json_lines(out.getvalue())[-1]["connections"] == 1 - status
+
+
+#: A token that every escaping shows differently, echoed back by the server.
+ECHOED = 'tok-9c\\"é/+ %'
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+async def test_listen_never_prints_a_token_the_server_echoes(
+    autojump_clock: trio.testing.MockClock, as_json: bool
+) -> None:
+    """Errors, close reasons and fields quoting the token print *** instead, whole."""
+    out, err = io.StringIO(), io.StringIO()
+    async with open_reference_server(listen=False) as server:
+        server.accept_token(ECHOED)
+        settings = listen_settings(ECHOED, duration=30.0)
+
+        async def echo() -> None:
+            await server.wait_subscribed("alerts")
+            await server.send_error(f"invalid token {ECHOED}")
+            await server.send_error("x" * 190 + ECHOED)  # across the cut
+            await server.publish_alerts([make_alert(1, summary=f"for {ECHOED}")])
+            await server.close_connections(4001, f"token {ECHOED} expired")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(echo)
+            output = Output(out, err, json=as_json)
+            assert (
+                await run_listen(settings, output, Stop(), transport=server.transport)
+                == 0
+            )
+    shown = out.getvalue() + err.getvalue()
+    assert [form for form in token_forms(ECHOED) if form in shown] == []
+    assert "tok-9c" not in shown
+    assert shown.count("***") >= 4
+    assert "invalid token ***" in shown
+
+
+async def test_serve_with_a_stable_secret_issues_tokens_that_survive_a_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A token from one serve run opens a server restarted with the same secret."""
+    out = io.StringIO()
+    settings = ServeSettings(port=0, duration=1.0, secret="stable-s3cret")
+    assert await run_serve(settings, Output(out, io.StringIO()), Stop()) == 0
+    assert "stable-s3cret" not in out.getvalue()
+    (token,) = [
+        line.split()[1]
+        for line in out.getvalue().splitlines()
+        if line.startswith("token ")
+    ]
+    listened = io.StringIO()
+    async with open_reference_server(listen=False, secret="stable-s3cret") as restarted:
+        status = await run_listen(
+            listen_settings(token, duration=5.0),
+            Output(listened, io.StringIO(), json=True),
+            Stop(),
+            transport=restarted.transport,
+        )
+    assert status == 0
+    assert "connected" in statuses(json_lines(listened.getvalue()))
 
 
 async def test_listen_notices_giving_up_after_it_was_connected(

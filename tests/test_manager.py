@@ -1,7 +1,8 @@
 """The connection manager against the reference server, in virtual time.
 
-Every test here runs the real WebSocket protocol (trio-websocket over
-in-memory streams) under ``MockClock`` autojump, so times are exact.
+Every test here runs the real WebSocket protocol (our sans-I/O session against
+the trio-websocket reference server, over in-memory streams) under
+``MockClock`` autojump, so times are exact.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from trio_ws_bus import (
     ConnectionGaveUp,
     ConnectionStatus,
     Telemetry,
-    _manager,
     open_websocket_manager,
 )
 from trio_ws_bus.testing import (
@@ -394,19 +394,10 @@ async def test_an_error_in_the_body_comes_out_as_itself(
         await task_census.assert_none_left(before)
 
 
-def test_messages_are_routed_in_the_transport_reader() -> None:
-    """The installed trio-websocket supports routing in its reader task.
-
-    If an upgrade removes the internals the fast path relies on, the manager
-    falls back to get_message() (correct, but slower); this test says so.
-    """
-    assert _manager._ROUTING_SUPPORTED
-
-
 async def test_order_holds_across_the_fast_and_slow_paths(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """Fragmented and binary frames (slow path) never overtake or trail short ones."""
+    """Fragmented and binary frames never overtake or trail short ones."""
     async with open_reference_server(listen=False) as server:
         async with manager_on(server) as (manager, _):
             async with manager.alerts(max_buffer=100) as alerts:
@@ -422,7 +413,7 @@ async def test_order_holds_across_the_fast_and_slow_paths(
                 frames = b"".join(
                     [
                         encode_frame(Opcode.TEXT, alerts_frame(1)),
-                        # Alert 2 in two fragments: it takes the slow path.
+                        # Alert 2 in two fragments.
                         encode_frame(Opcode.TEXT, alerts_frame(2)[:10], fin=False),
                         encode_frame(Opcode.CONTINUATION, alerts_frame(2)[10:]),
                         encode_frame(Opcode.TEXT, alerts_frame(3)),

@@ -15,9 +15,12 @@ from hypothesis import given, strategies as st
 
 from trio_ws_bus._errors import ProtocolError
 from trio_ws_bus._protocol import (
+    INVALID_RAW_LIMIT,
     Alert,
     AlertsMessage,
     ErrorMessage,
+    InvalidItem,
+    ServerMessage,
     SubscribedMessage,
     SubscribeRequest,
     Telemetry,
@@ -28,6 +31,8 @@ from trio_ws_bus._protocol import (
     decode_server_message,
     encode_client_message,
     encode_server_message,
+    invalid_binary_frame,
+    salvage_server_message,
 )
 
 SERVER_MESSAGE_TYPES = (
@@ -184,7 +189,8 @@ def test_protocol_module_is_pure() -> None:
             imported.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             imported.add("." * node.level + (node.module or ""))
-    assert imported <= {"__future__", "math", "re", "typing", "msgspec", "._errors"}
+    allowed = {"__future__", "collections.abc", "math", "re", "typing", "msgspec"}
+    assert imported <= allowed | {"._errors"}
 
 
 def test_messages_are_frozen() -> None:
@@ -916,3 +922,363 @@ def test_encode_server_message_tag_first() -> None:
     assert encode_server_message(ErrorMessage("boom")) == (
         '{"type":"error","message":"boom"}'
     )
+
+
+# ---------------------------------------------------------------------------
+# Per-item validation: salvage_server_message and invalid_binary_frame
+
+CUT_MARK = "..."
+
+
+def _decode_or_salvage(
+    data: str | bytes, scrub: Any = None
+) -> tuple[ServerMessage | None, tuple[InvalidItem, ...]]:
+    """What the session does with each text frame."""
+    try:
+        return decode_server_message(data), ()
+    except ProtocolError as exc:
+        return salvage_server_message(data, exc.reason, scrub=scrub)
+
+
+def _cut(text: str) -> str:
+    """What InvalidItem.raw holds for ``text``: its start, up to the bound."""
+    if len(text) <= INVALID_RAW_LIMIT:
+        return text
+    return text[: INVALID_RAW_LIMIT - len(CUT_MARK)] + CUT_MARK
+
+
+def _batch(items: list[Any]) -> tuple[str, list[str]]:
+    """An alerts frame and the JSON text of each of its items."""
+    texts = [_strict_json(item) for item in items]
+    return '{"type":"alerts","alerts":[' + ",".join(texts) + "]}", texts
+
+
+def _assert_bounded(items: tuple[InvalidItem, ...]) -> None:
+    for item in items:
+        assert isinstance(item, InvalidItem)
+        assert isinstance(item.raw, str)
+        assert len(item.raw) <= INVALID_RAW_LIMIT
+        item.raw.encode("utf-8")  # always text that can be sent or logged
+        assert 0 < len(item.reason) <= MAX_REASON
+
+
+@pytest.mark.parametrize(
+    "drift",
+    [
+        {"severity": "critical"},
+        {"summary": None},
+        {"alert_id": "A-17"},
+        {"created_at": 1714564800},
+    ],
+)
+def test_one_drifted_alert_costs_only_itself(drift: dict[str, Any]) -> None:
+    """One alert of ten that drifted is rejected alone; nine arrive in order."""
+    items = [_alert_dict(alert_id=i) for i in range(10)]
+    items[4].update(drift)
+    frame, texts = _batch(items)
+    message, invalid = _decode_or_salvage(frame)
+    assert isinstance(message, AlertsMessage)
+    assert [a.alert_id for a in message.alerts] == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    (item,) = invalid
+    assert item.raw == texts[4]
+    field = next(iter(drift))
+    assert item.reason.startswith("invalid alert 4: ")
+    assert f"`$.{field}`" in item.reason
+
+
+def test_no_valid_alert_left_is_no_message() -> None:
+    """A batch where every alert is invalid salvages nothing, one item per alert."""
+    frame, texts = _batch([1, None, _alert_dict(severity="high")])
+    message, invalid = _decode_or_salvage(frame)
+    assert message is None
+    assert [item.raw for item in invalid] == texts
+    assert [item.reason.split(":")[0] for item in invalid] == [
+        "invalid alert 0",
+        "invalid alert 1",
+        "invalid alert 2",
+    ]
+
+
+def test_unknown_fields_count_nothing() -> None:
+    """Unknown fields are ignored at every level, also when a batch is salvaged."""
+    good = _alert_dict(alert_id=1, future={"x": [1]})
+    frame, _ = _batch([good, _alert_dict(alert_id="A-2")])
+    frame = frame.replace('{"type":"alerts"', '{"type":"alerts","page":2')
+    message, invalid = _decode_or_salvage(frame)
+    assert message == decode_server_message(_alerts_json(alert_id=1))
+    assert len(invalid) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ("1e999", "details"),
+        (_huge_int_literal(5001), "alert_id"),
+        ("[" + _huge_int_literal(5001) + "]", "details"),
+    ],
+)
+def test_out_of_range_number_costs_only_its_alert(value: str, where: str) -> None:
+    """1e999 or a 5001-digit integer in one alert rejects that alert only."""
+    if where == "details":
+        value = '{"x":' + value + "}"
+    bad = _strict_json(_alert_dict(**{where: "@@"})).replace('"@@"', value)
+    frame = (
+        '{"type":"alerts","alerts":[' + bad + "," + _strict_json(_alert_dict()) + "]}"
+    )
+    message, invalid = _decode_or_salvage(frame)
+    assert message == decode_server_message(_alerts_json())
+    (item,) = invalid
+    assert "out of range" in item.reason
+    assert item.raw == _cut(bad)
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (
+            '{"type":"alerts","alerts":[{"x":NaN},'
+            + _strict_json(_alert_dict())
+            + "]}",
+            "malformed JSON",
+        ),
+        (_details_json('{"x":' + _nested(100_000) + "}"), "nested too deeply"),
+        (_alerts_json(summary="@@").replace('"@@"', '"\\ud800"'), "malformed JSON"),
+        ('{"type":"alerts","alerts":[' + _strict_json(_alert_dict()), "malformed JSON"),
+        ('{"type":"alerts","alerts":{}}', "$.alerts"),
+        ('{"type":"alerts_v2","alerts":[]}', "unknown message type"),
+        ("[]", "Expected `object`"),
+        ('{"type":"error","message":1}', "$.message"),
+        ('{"type":"subscribed","channel":null}', "$.channel"),
+        (_telemetry_json('{"fw":"1.4.2"}').replace('"d1"', "null"), "$.device_id"),
+        (
+            _telemetry_json('{"fw":"1.4.2"}').replace('"device_id":"d1",', ""),
+            "device_id",
+        ),
+        ('{"type":"telemetry","device_id":"d","data":null}', "$.data"),
+        (_telemetry_json("[]"), "$.data.metrics"),
+        (_telemetry_json('{"t":1}').replace('"ts"', "7"), "$.data.timestamp"),
+    ],
+)
+def test_whole_frame_rejected(frame: str, reason: str) -> None:
+    """What cannot be split into items is one InvalidItem with the frame's text."""
+    message, invalid = _decode_or_salvage(frame)
+    assert message is None
+    (item,) = invalid
+    assert reason in item.reason
+    assert item.raw == _cut(frame)
+
+
+def test_whole_frame_of_a_type_without_items_keeps_the_given_reason() -> None:
+    """A message without items rejected as a whole carries the caller's reason."""
+    frame = '{"type":"error","message":1}'
+    assert salvage_server_message(frame, "why") == (None, (InvalidItem("why", frame),))
+
+
+def test_raw_of_bad_utf8_and_lone_surrogates_is_text() -> None:
+    """Bytes that are not UTF-8 and lone surrogates show as backslash escapes."""
+    _, (item,) = _decode_or_salvage(b'{"type":"error","message":"\xff"}')
+    assert item.raw == '{"type":"error","message":"\\xff"}'
+    _, (item,) = _decode_or_salvage('{"type":"error","message":"\ud800"}')
+    assert item.raw == '{"type":"error","message":"\\ud800"}'
+    assert item.reason == "text contains a lone surrogate"
+
+
+def test_bytes_and_memoryview_are_salvaged_like_text() -> None:
+    """salvage_server_message takes every input decode_server_message takes."""
+    frame, _ = _batch([_alert_dict(), 1])
+    expected = _decode_or_salvage(frame)
+    assert _decode_or_salvage(frame.encode()) == expected
+    reason = "invalid message: Expected `object`, got `int` - at `$.alerts[1]`"
+    assert salvage_server_message(memoryview(frame.encode()), reason) == expected
+
+
+def test_metrics_of_other_types_stay_on_the_reading() -> None:
+    """A string, null, array or object metric is kept in other_metrics."""
+    frame = _telemetry_json(
+        '{"t":21.5,"fw":"1.4.2","n":null,"up":true,"cfg":{"a":[1]},"l":[1,2],"c":7}'
+    )
+    message, invalid = _decode_or_salvage(frame)
+    assert invalid == ()
+    assert isinstance(message, TelemetryMessage)
+    reading = message.telemetry
+    assert reading.device_id == "d1"
+    assert reading.timestamp == "ts"
+    assert reading.metrics == {"t": 21.5, "up": True, "c": 7}
+    assert [type(v) for v in reading.metrics.values()] == [float, bool, int]
+    assert reading.other_metrics == {
+        "fw": "1.4.2",
+        "n": None,
+        "cfg": {"a": [1]},
+        "l": [1, 2],
+    }
+    assert message.data.metrics == reading.metrics
+
+
+def test_out_of_range_metric_is_rejected_alone() -> None:
+    """A metric that cannot be decoded is an InvalidItem; the reading stays."""
+    frame = _telemetry_json('{"t":1,"big":1e999,"s":"x","\\"q":-1e999}')
+    message, invalid = _decode_or_salvage(frame)
+    assert isinstance(message, TelemetryMessage)
+    assert message.telemetry.metrics == {"t": 1}
+    assert message.telemetry.other_metrics == {"s": "x"}
+    assert [item.raw for item in invalid] == ['{"big":1e999}', '{"\\"q":-1e999}']
+    assert {item.reason for item in invalid} == {"invalid metric: Number out of range"}
+
+
+def test_valid_reading_has_no_other_metrics() -> None:
+    """A valid reading's other_metrics is empty, and the wire cannot fill it."""
+    data = (
+        '{"type":"telemetry","device_id":"d1","data":{"timestamp":"ts",'
+        '"metrics":{"t":1},"other_metrics":{"x":"y"}},"other_metrics":{"x":"y"}}'
+    )
+    message = decode_server_message(data)
+    assert isinstance(message, TelemetryMessage)
+    assert message.telemetry == Telemetry("d1", "ts", {"t": 1})
+    assert message.telemetry.other_metrics == {}
+    salvaged, _ = _decode_or_salvage(data.replace('"t":1', '"t":1e999'))
+    assert isinstance(salvaged, TelemetryMessage)
+    assert salvaged.telemetry.other_metrics == {}
+
+
+def test_reason_never_quotes_the_item() -> None:
+    """Item reasons name the field, never the value or the metric's name."""
+    frame, _ = _batch([_alert_dict(severity=CANARY)])
+    _, (item,) = _decode_or_salvage(frame)
+    assert CANARY not in item.reason
+    assert CANARY in item.raw
+    _, (item,) = _decode_or_salvage(_telemetry_json('{"' + CANARY + '":1e999}'))
+    assert CANARY not in item.reason
+
+
+def test_raw_is_cut_from_its_start() -> None:
+    """A long item keeps its first INVALID_RAW_LIMIT characters, marked as cut."""
+    frame, (text,) = _batch([_alert_dict(severity="x", summary="s" * 5000)])
+    _, (item,) = _decode_or_salvage(frame)
+    assert len(item.raw) == INVALID_RAW_LIMIT
+    assert item.raw == text[: INVALID_RAW_LIMIT - len(CUT_MARK)] + CUT_MARK
+
+
+def _scrub(text: str) -> str:
+    return text.replace(TOKEN, "***")
+
+
+TOKEN = "TOKEN-" + "k" * 40
+
+
+@pytest.mark.parametrize("start", [0, INVALID_RAW_LIMIT - 10, INVALID_RAW_LIMIT + 5])
+def test_scrub_runs_before_the_cut(start: int) -> None:
+    """A token in a rejected item is hidden, even where the cut would split it."""
+    padding = "p" * start
+    frame, _ = _batch([_alert_dict(severity="x", summary=padding + TOKEN)])
+    _, (item,) = _decode_or_salvage(frame, scrub=_scrub)
+    assert "TOKEN" not in item.raw
+    _, (item,) = _decode_or_salvage(frame[:-1] + padding + TOKEN, scrub=_scrub)
+    assert "TOKEN" not in item.raw
+    assert (
+        "TOKEN"
+        not in invalid_binary_frame((padding + TOKEN).encode(), scrub=_scrub).raw
+    )
+
+
+def test_binary_frame() -> None:
+    """A binary frame is one InvalidItem: its payload as text, bytes escaped."""
+    assert invalid_binary_frame(b'{"type":"error"}\xff') == InvalidItem(
+        "binary frame", '{"type":"error"}\\xff'
+    )
+    assert invalid_binary_frame(b"") == InvalidItem("binary frame", "")
+    long = invalid_binary_frame(b"\x00" * 10_000).raw
+    assert long == ("\x00" * (INVALID_RAW_LIMIT - 3)) + CUT_MARK
+
+
+@st.composite
+def invalid_alert_dicts(draw: st.DrawFn) -> Any:
+    """A JSON value that is no valid alert: not an object, a field missing or wrong."""
+    how = draw(st.sampled_from(["not an object", "missing", "wrong type"]))
+    if how == "not an object":
+        return draw(json_values.filter(lambda v: not isinstance(v, dict)))
+    alert = msgspec.to_builtins(draw(alerts))
+    name = draw(st.sampled_from(sorted(_ALERT_FIELDS)))
+    if how == "missing":
+        del alert[name]
+    else:
+        alert[name] = draw(json_values.filter(lambda v: not _ALERT_FIELDS[name](v)))
+    return alert
+
+
+@given(
+    st.lists(
+        st.tuples(st.just(True), alerts)
+        | st.tuples(st.just(False), invalid_alert_dicts()),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_batch_salvages_exactly_the_valid_alerts(
+    batch: list[tuple[bool, Any]],
+) -> None:
+    """Valid alerts come out in order; each invalid one is one InvalidItem, in order."""
+    items = [msgspec.to_builtins(x) if ok else x for ok, x in batch]
+    frame, texts = _batch(items)
+    message, invalid = _decode_or_salvage(frame)
+    valid = tuple(x for ok, x in batch if ok)
+    if len(valid) == len(batch):
+        assert message == AlertsMessage(valid)
+        assert invalid == ()
+        return
+    assert message == (AlertsMessage(valid) if valid else None)
+    bad = [i for i, (ok, _) in enumerate(batch) if not ok]
+    assert [item.raw for item in invalid] == [_cut(texts[i]) for i in bad]
+    assert [item.reason.split(":")[0] for item in invalid] == [
+        f"invalid alert {i}" for i in bad
+    ]
+    _assert_bounded(invalid)
+
+
+@given(st.dictionaries(texts, json_values, max_size=6))
+def test_no_metric_is_lost(values: dict[str, Any]) -> None:
+    """Every metric ends up in metrics (numbers, booleans) or in other_metrics."""
+    message, invalid = _decode_or_salvage(_telemetry_json(_strict_json(values)))
+    assert isinstance(message, TelemetryMessage)
+    assert invalid == ()
+    reading = message.telemetry
+    assert {**reading.metrics, **reading.other_metrics} == values
+    assert not reading.metrics.keys() & reading.other_metrics.keys()
+    for name, value in reading.metrics.items():
+        assert type(value) is type(values[name])
+        assert type(value) in (int, float, bool)
+
+
+def _assert_salvage_never_escapes(data: str | bytes) -> None:
+    message, invalid = _decode_or_salvage(data)
+    assert message is None or isinstance(message, SERVER_MESSAGE_TYPES)
+    assert message is not None or invalid
+    _assert_bounded(invalid)
+
+
+@given(st.text(max_size=2 * INVALID_RAW_LIMIT) | texts_with_surrogates | st.binary())
+def test_salvage_garbage(data: str | bytes) -> None:
+    """Any input salvages to a message and/or bounded InvalidItems, nothing else."""
+    _assert_salvage_never_escapes(data)
+
+
+@given(
+    st.lists(message_like, max_size=4),
+    st.dictionaries(texts, message_like, max_size=4),
+)
+def test_salvage_garbage_items(items: list[Any], metrics: dict[str, Any]) -> None:
+    """Any items in a batch, any metrics in a reading: never anything but a result."""
+    _assert_salvage_never_escapes(_batch(items)[0])
+    _assert_salvage_never_escapes(_telemetry_json(_strict_json(metrics)))
+
+
+@given(
+    st.text(max_size=3 * INVALID_RAW_LIMIT) | st.binary(max_size=3 * INVALID_RAW_LIMIT)
+)
+def test_raw_is_the_bounded_start_of_the_frame(data: str | bytes) -> None:
+    """A frame rejected as a whole keeps the start of its text, up to the bound."""
+    text = data if isinstance(data, str) else str(data, "utf-8", "backslashreplace")
+    payload = data.encode() if isinstance(data, str) else data
+    assert invalid_binary_frame(payload).raw == _cut(text)
+    message, invalid = _decode_or_salvage(data)
+    if message is None and not invalid[0].reason.startswith("invalid alert"):
+        assert [item.raw for item in invalid] == [_cut(text)]

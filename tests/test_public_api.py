@@ -5,15 +5,21 @@ from __future__ import annotations
 import inspect
 
 import trio_ws_bus
+import trio_ws_bus.otel
 
 EXPECTED = {
     "ALERTS_TOPIC",
     "CONNECTION_TOPIC",
     "DEFAULT_MAX_BUFFER",
     "ERROR_TOPIC",
+    "INVALID_RAW_LIMIT",
     "INVALID_TOPIC",
     "InvalidItem",
     "ProxyError",
+    "PROXY_FROM_ENV",
+    "ProxyFromEnv",
+    "ProxyTransport",
+    "ProxyURL",
     "Alert",
     "AlertsMessage",
     "Backoff",
@@ -42,7 +48,10 @@ EXPECTED = {
     "Telemetry",
     "TelemetryData",
     "TelemetryMessage",
+    "TokenLocation",
     "TokenProvider",
+    "HandshakeHeaders",
+    "Topic",
     "Transport",
     "TrioWsBusError",
     "UnsubscribedMessage",
@@ -52,8 +61,11 @@ EXPECTED = {
     "encode_client_message",
     "encode_server_message",
     "fatal_auth_policy",
+    "invalid_binary_frame",
     "open_websocket_manager",
     "redact_url",
+    "salvage_server_message",
+    "seed_retry_policy",
     "telemetry_topic",
     "__version__",
 }
@@ -73,3 +85,25 @@ def test_every_public_class_and_function_is_documented() -> None:
         ours = getattr(obj, "__module__", "").startswith("trio_ws_bus")
         if ours and (inspect.isclass(obj) or inspect.isfunction(obj)):
             assert obj.__doc__, name
+
+
+def test_public_names_belong_to_the_package() -> None:
+    """Classes and functions say ``trio_ws_bus`` and keep a working signature."""
+    for name in trio_ws_bus.__all__:
+        obj = getattr(trio_ws_bus, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            builtin_based = inspect.isclass(obj) and issubclass(
+                obj, (BaseException, str)
+            )
+            if not builtin_based:  # exceptions and Topic (a str) have none
+                inspect.signature(obj)  # annotations resolve in the module named
+            struct = hasattr(obj, "__struct_fields__")  # msgspec: see _util.py
+            assert obj.__module__ == (
+                "trio_ws_bus._protocol" if struct else "trio_ws_bus"
+            )
+
+
+def test_otel_is_an_optional_submodule() -> None:
+    """trio_ws_bus.otel exports the instrumentation; the package does not."""
+    assert set(trio_ws_bus.otel.__all__) == {"Instrumentation", "instrument"}
+    assert "otel" not in trio_ws_bus.__all__

@@ -7,10 +7,11 @@ kit's own behaviour independently of the manager.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
+from typing import Any, cast
 
 import jwt
 import pytest
@@ -41,25 +42,29 @@ def resource(token: str | None, path: str = "/api/v2/ws") -> str:
 
 
 async def handshake(
-    nursery: trio.Nursery, stream: trio.abc.Stream, target: str
+    nursery: trio.Nursery, stream: trio.abc.Stream, target: str, **options: Any
 ) -> WebSocketConnection:
     """trio-websocket's client handshake (typed for sockets, works on any stream)."""
     return await wrap_client_stream(
-        nursery, cast("trio.SocketStream", stream), HOST, target
+        nursery, cast("trio.SocketStream", stream), HOST, target, **options
     )
 
 
 @asynccontextmanager
 async def connect(
-    server: ReferenceServer, target: str | None = None
+    server: ReferenceServer, target: str | None = None, **options: Any
 ) -> AsyncIterator[WebSocketConnection]:
-    """A raw trio-websocket client over the server's in-memory transport."""
+    """A raw trio-websocket client over the server's in-memory transport.
+
+    ``options`` go to trio-websocket's handshake (``subprotocols``,
+    ``extra_headers``).
+    """
     if target is None:
         target = resource(server.issue_token())
     stream = await server.transport.open_stream(HOST, 80, ssl_context=None)
     try:
         async with trio.open_nursery() as nursery:
-            ws = await handshake(nursery, stream, target)
+            ws = await handshake(nursery, stream, target, **options)
             try:
                 yield ws
             finally:
@@ -69,10 +74,12 @@ async def connect(
         await trio.aclose_forcefully(stream)
 
 
-async def rejection(server: ReferenceServer, target: str) -> ConnectionRejected:
+async def rejection(
+    server: ReferenceServer, target: str, **options: Any
+) -> ConnectionRejected:
     """The ConnectionRejected a handshake to ``target`` ends with."""
     with pytest.RaisesGroup(ConnectionRejected) as excinfo:
-        async with connect(server, target):
+        async with connect(server, target, **options):
             pass
     exc = excinfo.value.exceptions[0]
     assert isinstance(exc, ConnectionRejected)
@@ -110,6 +117,8 @@ async def test_valid_token_is_accepted(
         async with connect(server, resource(token)):
             [conn] = server.connections
             assert conn.token == token
+            assert conn.token_location == "query"
+            assert conn.request_target == resource(token)
             assert conn.id == 1
             assert not conn.closed
             assert (server.handshakes, server.rejections) == (1, 0)
@@ -142,6 +151,136 @@ async def test_bad_token_is_rejected_with_401(
     assert (server.handshakes, server.rejections) == (1, 1)
     assert server.tokens_seen == [token]
     assert server.all_connections == []
+
+
+def bearer(token: str) -> list[tuple[bytes, bytes]]:
+    return [(b"Authorization", f"Bearer {token}".encode())]
+
+
+async def test_bearer_header_token_is_accepted(
+    server: ReferenceServer, autojump_clock: MockClock
+) -> None:
+    """A token in ``Authorization: Bearer`` is accepted and its location recorded."""
+    token = server.issue_token()
+    with trio.fail_after(5):
+        async with connect(server, resource(None), extra_headers=bearer(token)):
+            [conn] = server.connections
+            assert (conn.token, conn.token_location) == (token, "header")
+            assert conn.request_target == "/api/v2/ws"
+            assert ("authorization", f"Bearer {token}") in conn.request_headers
+    assert server.tokens_seen == [token]
+
+
+@pytest.mark.parametrize(
+    ("value", "body"),
+    [
+        ("Bearer not-a-jwt", b"invalid token"),
+        ("Bearer", b"missing token"),
+        ("Basic {valid}", b"missing token"),
+    ],
+)
+async def test_bad_bearer_header_is_rejected_with_401(
+    server: ReferenceServer, autojump_clock: MockClock, value: str, body: bytes
+) -> None:
+    """A bad bearer token is refused like a bad query token; other schemes are none."""
+    header = value.format(valid=server.issue_token()).encode()
+    with trio.fail_after(5):
+        exc = await rejection(
+            server, resource(None), extra_headers=[(b"Authorization", header)]
+        )
+    assert (exc.status_code, exc.body) == (401, body)
+
+
+async def test_token_in_query_and_header_is_rejected_with_400(
+    server: ReferenceServer, autojump_clock: MockClock
+) -> None:
+    """A token in both places is refused even when both are valid."""
+    token = server.issue_token()
+    with trio.fail_after(5):
+        exc = await rejection(server, resource(token), extra_headers=bearer(token))
+    assert (exc.status_code, exc.body) == (400, b"token in query and header")
+    assert server.tokens_seen == [token]
+    assert server.all_connections == []
+
+
+WS_HEADERS = {"connection", "upgrade", "sec-websocket-key", "sec-websocket-version"}
+
+
+async def test_request_headers_are_recorded_in_order(
+    server: ReferenceServer, autojump_clock: MockClock
+) -> None:
+    """Custom, repeated, User-Agent and Origin headers reach the connection record."""
+    sent = [
+        (b"User-Agent", b"probe/1.0"),
+        (b"Origin", b"http://127.0.0.1:9"),
+        (b"X-Trace", b"a"),
+        (b"X-Trace", b"b"),
+    ]
+    with trio.fail_after(5):
+        async with connect(server, extra_headers=sent):
+            [conn] = server.connections
+    received = [pair for pair in conn.request_headers if pair[0] not in WS_HEADERS]
+    assert received == [
+        ("user-agent", "probe/1.0"),
+        ("origin", "http://127.0.0.1:9"),
+        ("x-trace", "a"),
+        ("x-trace", "b"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("offered", "supported", "chosen"),
+    [
+        (["v2", "v1"], ("v1", "v2"), "v2"),
+        (["v1", "v2"], ("v2",), "v2"),
+        (["v3"], ("v1", "v2"), None),
+        ([], ("v1",), None),
+        (["v1"], (), None),
+    ],
+)
+async def test_subprotocol_is_the_first_offered_that_is_supported(
+    autojump_clock: MockClock,
+    offered: list[str],
+    supported: tuple[str, ...],
+    chosen: str | None,
+) -> None:
+    """The client's preference wins among supported ones; no match means none."""
+    async with open_reference_server(listen=False, subprotocols=supported) as server:
+        assert server.subprotocols == supported
+        with trio.fail_after(5):
+            async with connect(server, subprotocols=offered) as ws:
+                assert ws.subprotocol == chosen
+                [conn] = server.connections
+                assert conn.subprotocol == chosen
+                assert conn.offered_subprotocols == tuple(offered)
+
+
+def test_subprotocols_must_not_be_one_string() -> None:
+    """A bare string is refused instead of being read as one letter per protocol."""
+
+    async def main() -> None:
+        async with open_reference_server(listen=False, subprotocols="chat"):
+            pass  # pragma: no cover
+
+    with pytest.raises(TypeError, match="sequence of strings"):
+        trio.run(main)
+
+
+async def test_server_never_shows_the_bearer_token(
+    server: ReferenceServer,
+    autojump_clock: MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Neither reprs nor the kit's logs show a token sent in the header."""
+    caplog.set_level(logging.DEBUG)
+    token = server.issue_token()
+    with trio.fail_after(5):
+        async with connect(server, resource(None), extra_headers=bearer(token)):
+            [conn] = server.connections
+            shown = [repr(server), repr(conn)]
+        await server.drop_connections()
+    logs = [r.getMessage() for r in caplog.records if r.name.startswith("trio_ws")]
+    assert not [text for text in shown + logs if token in text]
 
 
 async def test_wrong_path_is_rejected_with_404(
@@ -600,6 +739,7 @@ def test_public_names() -> None:
         "ReferenceServer",
         "ServerConnection",
         "SubscriptionKey",
+        "TokenLocation",
         "encode_frame",
         "http_response",
         "make_alert",

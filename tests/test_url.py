@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import traceback
 import urllib.parse
 
 import pytest
 from hypothesis import given, strategies as st
 
 from trio_ws_bus import redact_url
-from trio_ws_bus._url import resolve_target
+from trio_ws_bus._url import TokenNotText, resolve_target
 
 PATH = "/api/v2/ws"
 
@@ -71,3 +72,32 @@ def test_redact_url_leaves_other_parameters() -> None:
         == "wss://h/p?a=1&token=***&tokenx=2"
     )
     assert redact_url("wss://h/p") == "wss://h/p"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("wss://h/p?token=abc==", "wss://h/p?token=***"),
+        ("wss://h/p?a=1&token=abc==&b=x=y", "wss://h/p?a=1&token=***&b=x=y"),
+        ("wss://h/p?token=abc?def&b=2", "wss://h/p?token=***&b=2"),
+        ("wss://h/p?a=?&token=abc", "wss://h/p?a=?&token=***"),
+        ("wss://h/p?token=abc#frag", "wss://h/p?token=***#frag"),
+    ],
+)
+def test_redact_url_hides_the_whole_value(url: str, shown: str) -> None:
+    """A raw =, a second ? and a fragment never let part of the token through."""
+    assert redact_url(url) == shown
+
+
+def test_a_token_that_is_not_text_fails_without_showing_it() -> None:
+    """A lone surrogate (from os.environ) is a TokenNotText that holds no token."""
+    token = "SECRET-\udcff-tok"
+    with pytest.raises(TokenNotText) as raised:
+        resolve_target("https://x.test", token, path=PATH)
+    error = raised.value
+    assert isinstance(error, ValueError)
+    assert error.__cause__ is None
+    assert error.__suppress_context__
+    shown = "".join(traceback.format_exception(error)) + repr(error)
+    assert "SECRET" not in shown
+    assert "\\udcff" not in shown

@@ -21,6 +21,7 @@ from ._bus import (
     MessageBus as MessageBus,
     Overflow as Overflow,
     Subscription as Subscription,
+    Topic as Topic,
     telemetry_topic as telemetry_topic,
 )
 from ._errors import (
@@ -35,12 +36,15 @@ from ._events import (
     ConnectionStatus as ConnectionStatus,
 )
 from ._manager import (
+    HandshakeHeaders as HandshakeHeaders,
     ManagerStatistics as ManagerStatistics,
+    TokenLocation as TokenLocation,
     TokenProvider as TokenProvider,
     WebSocketManager as WebSocketManager,
     open_websocket_manager as open_websocket_manager,
 )
 from ._protocol import (
+    INVALID_RAW_LIMIT as INVALID_RAW_LIMIT,
     Alert as Alert,
     AlertsMessage as AlertsMessage,
     ErrorMessage as ErrorMessage,
@@ -56,6 +60,13 @@ from ._protocol import (
     decode_server_message as decode_server_message,
     encode_client_message as encode_client_message,
     encode_server_message as encode_server_message,
+    invalid_binary_frame as invalid_binary_frame,
+    salvage_server_message as salvage_server_message,
+)
+from ._proxy import (
+    PROXY_FROM_ENV as PROXY_FROM_ENV,
+    ProxyFromEnv as ProxyFromEnv,
+    ProxyURL as ProxyURL,
 )
 from ._reconnect import (
     ConnectionFailure as ConnectionFailure,
@@ -66,14 +77,17 @@ from ._reconnect import (
     SubscriptionKey as SubscriptionKey,
     default_retry_policy as default_retry_policy,
     fatal_auth_policy as fatal_auth_policy,
+    seed_retry_policy as seed_retry_policy,
 )
 from ._transport import (
+    ProxyTransport as ProxyTransport,
     TcpTransport as TcpTransport,
     Transport as Transport,
 )
 from ._url import (
     redact_url as redact_url,
 )
+from ._util import fixup_module_metadata as _fixup_module_metadata
 from ._version import (
     __version__ as __version__,
 )
@@ -83,7 +97,9 @@ __all__ = [
     "CONNECTION_TOPIC",
     "DEFAULT_MAX_BUFFER",
     "ERROR_TOPIC",
+    "INVALID_RAW_LIMIT",
     "INVALID_TOPIC",
+    "PROXY_FROM_ENV",
     "Alert",
     "AlertsMessage",
     "Backoff",
@@ -94,12 +110,16 @@ __all__ = [
     "ConnectionStatus",
     "ErrorMessage",
     "FailureKind",
+    "HandshakeHeaders",
     "InvalidItem",
     "ManagerStatistics",
     "MessageBus",
     "Overflow",
     "ProtocolError",
     "ProxyError",
+    "ProxyFromEnv",
+    "ProxyTransport",
+    "ProxyURL",
     "RetryPolicy",
     "RetryRules",
     "RetryVerdict",
@@ -114,7 +134,9 @@ __all__ = [
     "Telemetry",
     "TelemetryData",
     "TelemetryMessage",
+    "TokenLocation",
     "TokenProvider",
+    "Topic",
     "Transport",
     "TrioWsBusError",
     "UnsubscribedMessage",
@@ -125,7 +147,12 @@ __all__ = [
     "encode_client_message",
     "encode_server_message",
     "fatal_auth_policy",
+    "invalid_binary_frame",
     "open_websocket_manager",
     "redact_url",
+    "salvage_server_message",
+    "seed_retry_policy",
     "telemetry_topic",
 ]
+
+_fixup_module_metadata(__name__, globals())

@@ -27,10 +27,9 @@ def _check_factor(
         raise ValueError(f"factor must be a finite number >= 1, got {value!r}")
 
 
-def _check_max_delay(
+def _at_least_base(
     instance: Backoff, attribute: attrs.Attribute[float], value: float
 ) -> None:
-    _non_negative(instance, attribute, value)
     if value < instance.base:
         raise ValueError(f"max_delay ({value!r}) must be >= base ({instance.base!r})")
 
@@ -72,21 +71,25 @@ class Backoff:
         jitter: Fraction of each delay that may be randomly removed (0 to 1).
             Spreads reconnects of many clients after a server restart.
         reset_after: Seconds a connection must stay up before the retry count
-            goes back to 0. The default, 10 s, stops a server that accepts and
-            at once drops (or resends a message that kills every connection)
-            from refilling the budget forever; any connection that lasts
-            longer resets the count exactly as the browser client does. ``0``
-            resets on every successful handshake, as the browser client does.
+            and the delay go back to the start. The default, 0, resets them on
+            every successful handshake, as the browser client, websockets,
+            socket.io and centrifuge do. A value above 0 is an opt-in defence
+            against a server that accepts and at once drops (or resends a
+            message that kills every connection): shorter connections then
+            count like failed attempts, so such a server is retried on the
+            backoff schedule and the manager gives up after ``max_retries``.
         rng: The random source for jitter; pass ``random.Random(seed)`` for a
             reproducible schedule.
     """
 
     base: float = attrs.field(default=1.0, validator=_non_negative)
     factor: float = attrs.field(default=2.0, validator=_check_factor)
-    max_delay: float = attrs.field(default=30.0, validator=_check_max_delay)
+    max_delay: float = attrs.field(
+        default=30.0, validator=[_non_negative, _at_least_base]
+    )
     max_retries: int = attrs.field(default=20, validator=_check_retries)
     jitter: float = attrs.field(default=0.0, validator=_check_jitter)
-    reset_after: float = attrs.field(default=10.0, validator=_non_negative)
+    reset_after: float = attrs.field(default=0.0, validator=_non_negative)
     rng: random.Random = attrs.field(
         factory=random.Random, eq=False, repr=False, kw_only=True
     )
@@ -101,11 +104,11 @@ class Backoff:
             raise ValueError(f"retry_index must be >= 0, got {retry_index!r}")
         # Compare exponents rather than computing factor ** i, which overflows
         # for large indices long after the cap was reached.
-        if self.factor > 1 and self.base > 0:
-            steps_to_cap = math.log(self.max_delay / self.base, self.factor)
-            capped = retry_index >= steps_to_cap
-        else:
-            capped = False
+        capped = (
+            self.factor > 1
+            and self.base > 0
+            and retry_index >= math.log(self.max_delay / self.base, self.factor)
+        )
         delay = (
             self.max_delay
             if capped

@@ -33,14 +33,20 @@ from __future__ import annotations
 
 import enum
 import inspect
-import logging
 import operator
 from abc import ABCMeta
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Final, NoReturn, TypeVar, final
+from typing import (
+    Any,
+    Final,
+    NoReturn,
+    TypeVar,
+    final,
+    overload,
+)
 
 import attrs
 import outcome
@@ -57,6 +63,16 @@ from trio.lowlevel import (
 )
 
 from ._errors import SubscriberLagged
+from ._logs import get_logger
+from ._topics import (
+    ALERTS_TOPIC,
+    CONNECTION_TOPIC,
+    ERROR_TOPIC,
+    INVALID_TOPIC,
+    Topic,
+    _PlainTopic,
+    telemetry_topic,
+)
 
 __all__ = [
     "ALERTS_TOPIC",
@@ -68,29 +84,15 @@ __all__ = [
     "MessageBus",
     "Overflow",
     "Subscription",
+    "Topic",
     "telemetry_topic",
 ]
 
-logger = logging.getLogger("trio_ws_bus.bus")
+logger = get_logger("trio_ws_bus.bus")
 
 _T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)
-
-ALERTS_TOPIC: Final = "alerts"
-"""Topic of alert batches (payload: ``tuple[Alert, ...]``)."""
-
-CONNECTION_TOPIC: Final = "connection"
-"""Topic of connection status changes (payload: ``ConnectionEvent``)."""
-
-ERROR_TOPIC: Final = "error"
-"""Topic of error messages sent by the server (payload: ``str``)."""
-
-INVALID_TOPIC: Final = "invalid"
-"""Topic of what failed validation, one value per rejected item (payload:
-``InvalidItem``)."""
-
-_TELEMETRY_PREFIX: Final = "telemetry:"
-
+_P = TypeVar("_P")
 DEFAULT_MAX_BUFFER: Final = 256
 """Default buffer size of a subscription, in messages.
 
@@ -101,25 +103,6 @@ references (payloads are shared between subscribers, never copied).
 """
 
 
-def telemetry_topic(device_id: str) -> str:
-    """Return the topic on which telemetry of one device is published.
-
-    Subscribe to ``"telemetry:*"`` to get every device.
-
-    Args:
-        device_id: The device's id, as sent by the server.
-
-    Returns:
-        ``"telemetry:<device_id>"``.
-
-    Raises:
-        ValueError: If ``device_id`` is empty.
-    """
-    if not device_id:
-        raise ValueError("device_id must be a non-empty string")
-    return _TELEMETRY_PREFIX + device_id
-
-
 def _check_topic(topic: object) -> str:
     """Validate a topic given to ``subscribe``/``on``/``listener_count``."""
     if not isinstance(topic, str) or not topic:
@@ -128,6 +111,11 @@ def _check_topic(topic: object) -> str:
     if star != -1 and star != len(topic) - 1:
         raise ValueError(f"'*' may only end a topic (a prefix pattern), got {topic!r}")
     return topic
+
+
+def _check_max_items(max_items: int | None) -> None:
+    if max_items is not None and max_items < 1:
+        raise ValueError(f"max_items must be >= 1 or None, got {max_items!r}")
 
 
 class Overflow(enum.Enum):
@@ -169,15 +157,20 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
     """One subscriber's own receive channel, made by `MessageBus.subscribe`.
 
     A `trio.abc.ReceiveChannel`: use ``await receive()``, ``receive_nowait()``
-    or ``async for``. Iteration ends (`trio.EndOfChannel`) once the bus closed
-    the subscription with `MessageBus.clear` and the messages buffered before
-    that were received. Leaving the ``subscribe()`` context, or calling
+    or ``async for``. A consumer that must keep up with a fast feed takes what
+    is buffered at once with `receive_batch` or ``async for batch in
+    subscription.batches()``: ``receive()`` is a checkpoint, which costs a trip
+    through Trio's scheduler per message.
+
+    Iteration ends (`trio.EndOfChannel`) once the bus closed the subscription
+    with `MessageBus.clear` and the messages buffered before that were
+    received. Leaving the ``subscribe()`` context, or calling
     `aclose`, unregisters the subscription and closes this channel: any further
     ``receive()`` raises `trio.ClosedResourceError`.
 
-    With `Overflow.ERROR`, ``receive()``, ``receive_nowait()`` and ``async for``
-    raise `SubscriberLagged` once after a loss; the subscription stays usable,
-    so catch it and keep receiving.
+    With `Overflow.ERROR`, every way of receiving raises `SubscriberLagged`
+    once after a loss; the subscription stays usable, so catch it and keep
+    receiving.
 
     Several tasks may receive from one subscription: each message goes to one
     of them, to the one that has waited longest.
@@ -192,6 +185,7 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
         "_closed",
         "_dropped",
         "_ended",
+        "_interrupt",
         "_limit",
         "_missed",
         "_registered",
@@ -226,6 +220,8 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
         self._registered = False
         self._ended = False  # MessageBus.clear(): nothing comes after the buffer
         self._closed = False  # our receive side, closed by aclose() or the context
+        # Set by _set_interrupt(): what a receive raises instead of waiting.
+        self._interrupt: Callable[[], BaseException] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -261,6 +257,8 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
             return self._buffer.popleft()  # type: ignore[no-any-return]
         if self._ended:
             raise trio.EndOfChannel
+        if self._interrupt is not None:
+            raise self._interrupt()
         raise trio.WouldBlock
 
     @enable_ki_protection
@@ -295,8 +293,8 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
                 raise SubscriberLagged(missed)
             # Another receiver reported it while we yielded: start over.
             return await self.receive()  # pragma: no cover - a race of receivers
-        if buffer or self._closed or self._ended:
-            return self.receive_nowait()  # a message, Closed or EndOfChannel
+        if buffer or self._closed or self._ended or self._interrupt is not None:
+            return self.receive_nowait()  # a message, or why there is none
         # Nothing buffered: wait for publish() to hand us a message directly.
         task = current_task()
         waiters = self._waiters
@@ -307,6 +305,82 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
             return Abort.SUCCEEDED
 
         return await wait_task_rescheduled(abort)  # type: ignore[no-any-return]
+
+    @enable_ki_protection
+    async def receive_batch(self, max_items: int | None = None) -> tuple[_T_co, ...]:
+        """Wait for at least one message, then return all that are buffered.
+
+        One checkpoint for the whole batch, where ``receive()`` makes one per
+        message: for a consumer that must keep up with the wire, that
+        checkpoint can cost more than the message's parsing and routing. Like
+        ``receive()``, cancellable without losing a message.
+
+        Args:
+            max_items: Return at most this many messages (``>= 1``); the rest
+                stay buffered. ``None``: everything buffered.
+
+        Returns:
+            The messages, oldest first, at least one.
+
+        Raises:
+            ValueError: If ``max_items`` is below 1.
+            SubscriberLagged: With `Overflow.ERROR`, once after messages were lost,
+                before the messages still buffered are returned.
+            trio.EndOfChannel: If `MessageBus.clear` closed the subscription and
+                the buffer is drained.
+            trio.ClosedResourceError: If this subscription was closed.
+        """
+        _check_max_items(max_items)
+        await checkpoint_if_cancelled()
+        if self._buffer and not self._missed:
+            batch = self._take(max_items)
+            await cancel_shielded_checkpoint()
+            return batch
+        # Nothing buffered (or a loss to report): receive() waits for the first.
+        first = await self.receive()
+        return (first, *self._take(None if max_items is None else max_items - 1))
+
+    def batches(self, max_items: int | None = None) -> AsyncIterator[tuple[_T_co, ...]]:
+        """Iterate over batches of messages: ``async for batch in sub.batches()``.
+
+        Each batch is what `receive_batch` returns; the loop ends as
+        ``async for`` over the subscription does.
+
+        Args:
+            max_items: At most this many messages per batch (``>= 1``), or
+                ``None`` for everything buffered.
+
+        Returns:
+            An async iterator of non-empty tuples.
+
+        Raises:
+            ValueError: If ``max_items`` is below 1.
+        """
+        _check_max_items(max_items)
+        return _Batches(self, max_items)
+
+    def _take(self, max_items: int | None) -> tuple[_T_co, ...]:
+        """Pop up to ``max_items`` buffered messages (all if None), oldest first."""
+        buffer = self._buffer
+        if not buffer:
+            return ()
+        if max_items is None or max_items >= len(buffer):
+            batch = tuple(buffer)
+            buffer.clear()
+            return batch
+        return tuple([buffer.popleft() for _ in range(max_items)])
+
+    @enable_ki_protection
+    def _set_interrupt(self, factory: Callable[[], BaseException] | None) -> None:
+        """Make receives raise ``factory()`` instead of waiting; ``None`` re-arms.
+
+        For the manager: while it has given up, a receive with nothing buffered
+        raises at once (tasks already waiting are woken with it), so no consumer
+        waits forever. What is buffered is still delivered first.
+        """
+        self._interrupt = factory
+        if factory is not None:
+            self._wake_all(factory)
 
     async def aclose(self) -> None:
         """Unregister from the bus and close this channel.
@@ -337,7 +411,7 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
         self._limit = 0
         self._wake_all(trio.EndOfChannel)
 
-    def _wake_all(self, error: type[Exception]) -> None:
+    def _wake_all(self, error: Callable[[], BaseException]) -> None:
         waiters, self._waiters = self._waiters, []
         for task in waiters:
             reschedule(task, outcome.Error(error()))
@@ -346,6 +420,23 @@ class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructo
     def _receive(self) -> _ReceiveSide:
         """The receive side alone, for code that must close it behind our back."""
         return _ReceiveSide(self)
+
+
+@final
+class _Batches(AsyncIterator[tuple[_T_co, ...]]):
+    """What `Subscription.batches` returns."""
+
+    __slots__ = ("_max_items", "_subscription")
+
+    def __init__(self, subscription: Subscription[_T_co], max_items: int | None):
+        self._subscription = subscription
+        self._max_items = max_items
+
+    async def __anext__(self) -> tuple[_T_co, ...]:
+        try:
+            return await self._subscription.receive_batch(self._max_items)
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
 
 
 @final
@@ -494,7 +585,23 @@ class MessageBus:
 
     # -- subscribing -----------------------------------------------------------
 
+    @overload
     def subscribe(
+        self,
+        topic: Topic[_P],
+        *,
+        max_buffer: int = ...,
+        overflow: Overflow = ...,
+    ) -> AbstractAsyncContextManager[Subscription[_P]]: ...
+    @overload
+    def subscribe(
+        self,
+        topic: _PlainTopic,
+        *,
+        max_buffer: int = ...,
+        overflow: Overflow = ...,
+    ) -> AbstractAsyncContextManager[Subscription[Any]]: ...
+    def subscribe(  # type: ignore[misc]  # a _PlainTopic is a str
         self,
         topic: str,
         *,
@@ -539,7 +646,17 @@ class MessageBus:
             raise TypeError(f"overflow must be an Overflow member, got {overflow!r}")
         return _SubscribeContext(self, topic, max_buffer, overflow)
 
-    def on(self, topic: str, handler: Callable[[Any], object]) -> Callable[[], None]:
+    @overload
+    def on(
+        self, topic: Topic[_P], handler: Callable[[_P], object]
+    ) -> Callable[[], None]: ...
+    @overload
+    def on(
+        self, topic: _PlainTopic, handler: Callable[[Any], object]
+    ) -> Callable[[], None]: ...
+    def on(  # type: ignore[misc]  # a _PlainTopic is a str
+        self, topic: str, handler: Callable[[Any], object]
+    ) -> Callable[[], None]:
         """Call ``handler(payload)`` synchronously for every message on ``topic``.
 
         The handler runs inside ``publish()``, so it must be quick and must not
@@ -632,7 +749,11 @@ class MessageBus:
 
     # -- publishing --------------------------------------------------------------
 
-    @enable_ki_protection
+    @overload
+    def publish(self, topic: Topic[_P], payload: _P) -> int: ...
+    @overload
+    def publish(self, topic: _PlainTopic, payload: object) -> int: ...
+    @enable_ki_protection  # type: ignore[misc]  # a _PlainTopic is a str
     def publish(self, topic: str, payload: object) -> int:
         """Deliver ``payload`` to every listener of ``topic``; never blocks.
 

@@ -1,8 +1,15 @@
-"""Log lines about untrusted text: escaped, cut short, and rate-limited.
+"""The library's loggers, and log lines about untrusted text.
+
+Every library logger comes from :func:`get_logger`, which attaches the
+redacting filter (a filter on one logger does not reach its children). The
+``trio_ws_bus`` logger has a :class:`logging.NullHandler`, so an application
+that never configured logging does not get the library's warnings through
+Python's last-resort handler; records still propagate to the root logger.
 
 A misbehaving server decides what the manager would log (its error messages,
-garbage frames, close reasons). These helpers keep such text on one short
-line and keep a flood of it from flooding the application's logs.
+garbage frames, close reasons). :func:`short_text` and :class:`LogLimiter`
+keep such text on one short line, scrubbed of the live tokens before it is
+cut, and keep a flood of it from flooding the application's logs.
 """
 
 from __future__ import annotations
@@ -12,7 +19,11 @@ from typing import Final
 
 import attrs
 
-__all__ = ["LogLimiter", "short_text"]
+from ._secrets import REDACTING_FILTER, Redactor
+
+__all__ = ["LogLimiter", "get_logger", "short_text"]
+
+_ROOT_LOGGER: Final = "trio_ws_bus"
 
 #: Untrusted text (server error messages, close reasons, decode errors) is
 #: shown escaped and cut to this many characters in log lines.
@@ -25,12 +36,32 @@ LOG_BURST: Final = 10
 LOG_SUMMARY_INTERVAL: Final = 60.0
 
 
-def short_text(text: str) -> str:
-    """Escape and truncate untrusted text for a log line.
+def get_logger(name: str) -> logging.Logger:
+    """Return the library logger ``name``, with the redacting filter attached.
 
-    The result is at most about ``LOG_TEXT_LIMIT`` + 30 characters, however
-    many escapes (CR, LF, ANSI) the text holds.
+    Raises:
+        ValueError: If ``name`` is not ``trio_ws_bus`` or below it.
     """
+    if name != _ROOT_LOGGER and not name.startswith(_ROOT_LOGGER + "."):
+        raise ValueError(f"library loggers are named {_ROOT_LOGGER}.*, not {name!r}")
+    logger = logging.getLogger(name)
+    if REDACTING_FILTER not in logger.filters:
+        logger.addFilter(REDACTING_FILTER)
+    return logger
+
+
+get_logger(_ROOT_LOGGER).addHandler(logging.NullHandler())
+
+
+def short_text(text: str) -> str:
+    """Scrub the live tokens from untrusted text, then escape and truncate it.
+
+    Scrubbing comes first: a token quoted late in a long text would otherwise
+    be cut in two, and half a token is no longer found. The result is at most
+    about ``LOG_TEXT_LIMIT`` + 30 characters, however many escapes (CR, LF,
+    ANSI) the text holds.
+    """
+    text = Redactor.scrub_all(text)
     shown = repr(text[:LOG_TEXT_LIMIT])
     if len(shown) > LOG_TEXT_LIMIT:
         shown = shown[:LOG_TEXT_LIMIT] + "..."

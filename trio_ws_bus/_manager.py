@@ -1,83 +1,62 @@
-"""The connection manager: one task that keeps one WebSocket connection alive.
+"""The connection manager: the public face and the session loop.
 
-Rules of the connection task (read before changing ``_run``):
+One task (the *session loop*) owns every connection attempt; the public
+methods only change state and wake it. Its phase is explicit (:class:`Phase`).
 
-* ``IDLE --connect()--> ATTEMPT --handshake--> CONNECTED``.
-* One ATTEMPT (token call, TCP/TLS, opening handshake) must end by its
-  deadline, ``open_timeout`` after it started.
-* A failed attempt or a lost connection asks the retry policy and the budget
-  (``_reconnect.RetryBudget``): ``RETRY`` waits ``backoff.delay(n)`` and makes a
-  new ATTEMPT (``RETRY_NOW`` at once, but never twice in a row); ``GIVE_UP``
-  or a spent budget publishes an error and goes IDLE. The budget is refilled
-  only by a connection that stayed up ``reset_after`` seconds.
-* Every way an attempt or a connection can end becomes a ``ConnectionFailure``
-  (see ``_failures.py``): what trio-websocket, wsproto and h11
-  raise on a broken server is translated, never let out of the manager.
-* ``disconnect()`` ends the session from any state and goes IDLE with the budget
-  reset: while CONNECTED it first closes with 1000 "Client disconnect" and
-  waits for the server's answer (both bounded by ``close_timeout``),
-  elsewhere it cancels the session's scope.
-* Every ATTEMPT calls the token provider again; a missing token goes IDLE at
-  once, with no retry (the browser client's behaviour).
-* The task runs shielded: cancelling the code around the manager's context
-  does not cut the intentional close short; the context's exit ends the task
-  once ``disconnect()`` is done (or ``close_timeout`` later).
-* Only this task touches the network. Public methods change state and wake it;
-  they never block and never raise because of the network.
+Rules of the connection task (read before changing ``_session``):
+
+* ``IDLE --connect()--> ATTEMPTING --handshake--> CONNECTED``.
+* ``ATTEMPTING`` is one attempt: token call, transport (TCP/TLS/proxy), opening
+  handshake, all by one deadline, ``open_timeout`` after it started. The
+  token is fetched again for every attempt; no token at all goes
+  ``GAVE_UP`` at once (the browser client's behaviour).
+* A failed attempt or a lost connection publishes what happened, asks the
+  retry policy and the budget (``_reconnect.RetryBudget``): a retry waits
+  ``BACKOFF`` (``connect()`` cuts the wait short) and makes a new attempt;
+  a give-up goes ``GAVE_UP``: receives on the manager's subscriptions with
+  nothing buffered raise :exc:`ConnectionGaveUp` until ``connect()``.
+* The state changes *before* an event is published, so a handler that calls
+  ``connect()`` on the give-up event starts a new session.
+* ``disconnect()`` ends the session from any phase and goes ``IDLE`` with the
+  budget reset: an open connection first closes with 1000 "Client disconnect"
+  (bounded by ``close_timeout``); otherwise the session's scope is cancelled.
+* The loop runs shielded: cancelling the code around the manager's context
+  does not cut the intentional close short; the context's exit ends the loop
+  once ``disconnect()`` is done. ``CLOSED`` is final.
+* Only the pump (``_connection.py``) touches the network, and reports back
+  through its return value and the session's callbacks.
 """
 
 from __future__ import annotations
 
+import enum
 import inspect
 import ipaddress
 import logging
 import math
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
-from typing import Any, Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final, Literal
 
 import attrs
 import trio
-import trio_websocket
-from wsproto import WSConnection
-from wsproto.connection import ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, TextMessage
-from wsproto.frame_protocol import FrameProtocol
-from wsproto.utilities import LocalProtocolError
 
 from ._backoff import Backoff
 from ._bus import (
     ALERTS_TOPIC,
     CONNECTION_TOPIC,
-    ERROR_TOPIC,
     MessageBus,
     Overflow,
     Subscription,
     telemetry_topic,
 )
-from ._errors import ConnectionGaveUp, ProtocolError
+from ._connection import Connection
+from ._errors import ConnectionGaveUp
 from ._events import ConnectionEvent, ConnectionStatus
-from ._failures import (
-    FAILURE_PRIORITY,
-    failure_from_group,
-    failure_from_os_error,
-    raise_when_ended,
-    wsproto_state,
-)
-from ._logs import LogLimiter, short_text
-from ._protocol import (
-    Alert,
-    AlertsMessage,
-    ErrorMessage,
-    SubscribedMessage,
-    SubscriptionKind,
-    Telemetry,
-    TelemetryMessage,
-    UnsubscribedMessage,
-    decode_server_message,
-    encode_client_message,
-)
+from ._logs import get_logger
+from ._protocol import Alert, SubscriptionKind, Telemetry
+from ._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL, resolve_proxy
 from ._reconnect import (
     ConnectionFailure,
     FailureKind,
@@ -87,124 +66,64 @@ from ._reconnect import (
     SubscriptionLedger,
     default_retry_policy,
 )
+from ._routing import MessageCounters, Router
 from ._secrets import Redactor, install_log_filter
-from ._stream import ObservedStream
-from ._transport import TcpTransport, Transport
-from ._url import WebSocketTarget, check_base_url, redact_url, resolve_target
-from ._util import BaseExceptionGroup, leaf_exceptions, reraise_alone
+from ._session import ClientSession, Compression, HandshakeOptions, SessionState
+from ._transport import (
+    ProxyTransport,
+    TcpTransport,
+    Transport,
+    failure_from_os_error,
+)
+from ._url import check_base_url, redact_url, resolve_target
+from ._util import BaseExceptionGroup, reraise_alone
+from ._version import __version__
 
 __all__ = [
+    "HandshakeHeaders",
     "ManagerStatistics",
+    "TokenLocation",
     "TokenProvider",
     "WebSocketManager",
     "open_websocket_manager",
 ]
 
-logger = logging.getLogger("trio_ws_bus.manager")
+logger = get_logger("trio_ws_bus.manager")
+#: websockets' protocol logger: at DEBUG it dumps the handshake (headers the
+#: server sent included) and every frame. Opt-in: set this logger to DEBUG
+#: yourself; a root logger at DEBUG does not turn it on.
+_wire_logger = get_logger("trio_ws_bus.wire")
+_wire_logger.setLevel(logging.INFO)
 
 TokenProvider = str | Callable[[], "str | Awaitable[str | None] | None"]
 """A token, or a sync or async callable returning the current one (or None)."""
 
+TokenLocation = Literal["query", "header"]
+"""Where the token travels: ``"query"`` (``?token=``, the seed's) or ``"header"``
+(``Authorization: Bearer <token>``)."""
+
+HandshakeHeaders = Mapping[str, str] | Sequence[tuple[str, str]]
+"""Extra handshake request headers: a mapping, or ``(name, value)`` pairs (a
+name may repeat)."""
+
 DEFAULT_PATH: Final = "/api/v2/ws"
 DEFAULT_MAX_MESSAGE_SIZE: Final = 1024 * 1024
-#: trio-websocket reads 4 KiB at a time by default; 64 KiB was 1.5x faster on
-#: 2.5 KB alerts messages (see docs/performance.rst).
-_RECEIVE_BUFFER_SIZE: Final = 64 * 1024
-#: Messages trio-websocket may queue ahead of our reader. Small: our reader
-#: drains it at once, and each slot may hold up to ``max_message_size``.
-_TRANSPORT_QUEUE_SIZE: Final = 4
-_TELEMETRY_PREFIX: Final = telemetry_topic("x")[:-1]  # "telemetry:"
-_CLIENT_CLOSE_REASON: Final = "Client disconnect"
-_PROTOCOL_ERROR_CLOSE_REASON: Final = "Protocol error"
-_TOO_BIG_REASON: Final = "Message too big"
+DEFAULT_USER_AGENT: Final = f"trio-ws-bus/{__version__}"
 _NO_TOKEN_MESSAGE: Final = "No auth token"
-
-
-class _RoutingConnection(trio_websocket.WebSocketConnection):
-    """A trio-websocket connection that routes text messages in its reader task.
-
-    trio-websocket hands every message from its reader task to
-    ``get_message()`` through a memory channel: one more task switch per
-    message, which costs about as much as parsing the frame did
-    (``docs/performance.rst``). Once the manager sets ``route``, each complete
-    text message of at most ``route_limit`` characters goes to ``route`` in
-    the reader task itself, followed by a schedule point as the channel's
-    ``send`` had. Everything else (binary frames, fragmented or long
-    messages, and any message before ``route`` is set) takes the channel as
-    before, and so does every later message until the manager has handled
-    those (``diverted``): the order of messages never changes.
-
-    This overrides a private method of trio-websocket; ``_open_connection``
-    falls back to the plain connection when the internals it relies on are
-    missing.
-    """
-
-    route: Callable[[str], None] | None = None
-    route_limit: int = 0
-    diverted: int = 0  # messages put in the channel, not yet handled by _read
-
-    async def _handle_message_event(self, event: BytesMessage | TextMessage) -> None:
-        route = self.route
-        if (
-            route is not None
-            and not self.diverted
-            and event.message_finished
-            and type(event) is TextMessage
-            and not self._message_parts
-            and len(event.data) <= self.route_limit
-        ):
-            route(event.data)
-            # A schedule point, as the channel's send() was, so subscribers
-            # run between messages. Cancellation is noticed at the reader's
-            # next receive from the stream, one receive buffer later at most.
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        if event.message_finished:
-            self.diverted += 1
-        await super()._handle_message_event(event)
-
-
-_ROUTING_SUPPORTED: Final = all(
-    callable(getattr(trio_websocket.WebSocketConnection, name, None))
-    for name in ("_handle_message_event", "_reader_task")
+_CLIENT_CLOSE: Final = ConnectionEvent(
+    ConnectionStatus.DISCONNECTED, code=1000, reason="Client disconnect"
 )
 
 
-async def _open_connection(
-    nursery: trio.Nursery,
-    stream: trio.abc.Stream,
-    host: str,
-    resource: str,
-    *,
-    max_message_size: int,
-) -> trio_websocket.WebSocketConnection:
-    """``trio_websocket.wrap_client_stream``, making a `_RoutingConnection`."""
-    options: dict[str, Any] = {
-        "message_queue_size": _TRANSPORT_QUEUE_SIZE,
-        "max_message_size": max_message_size,
-        "receive_buffer_size": _RECEIVE_BUFFER_SIZE,
-    }
-    if _ROUTING_SUPPORTED:
-        connection = _RoutingConnection(
-            stream,
-            WSConnection(ConnectionType.CLIENT),
-            host=host,
-            path=resource,
-            **options,
-        )
-        opened = getattr(connection, "_open_handshake", None)
-        if isinstance(opened, trio.Event) and hasattr(connection, "_message_parts"):
-            # What wrap_client_stream does (trio-websocket 0.12).
-            nursery.start_soon(connection._reader_task)
-            await opened.wait()
-            return connection
-    return await trio_websocket.wrap_client_stream(
-        nursery,
-        stream,  # type: ignore[arg-type]  # any trio.abc.Stream works
-        host,
-        resource,
-        **options,
-    )
+class Phase(enum.Enum):
+    """Where the session loop is (see the module rules)."""
+
+    IDLE = "idle"
+    ATTEMPTING = "attempting"
+    CONNECTED = "connected"
+    BACKOFF = "backoff"
+    GAVE_UP = "gave_up"
+    CLOSED = "closed"
 
 
 @attrs.frozen
@@ -216,17 +135,23 @@ class ManagerStatistics:
         attempts: Connection attempts made (each one fetched a token).
         connections: Attempts whose handshake succeeded.
         reconnects: Successful connections after the first one.
-        retries_used: Retries used from the current budget. A connection gives
-            them back once it has stayed up ``reset_after`` seconds (see
+        retries_used: Retries used from the current budget (see
             :doc:`/reconnect_policy`).
-        messages_received: Frames received, valid or not.
+        messages_received: Messages received, valid or not.
         alerts_messages: ``alerts`` messages routed to ``ALERTS_TOPIC``.
         telemetry_messages: ``telemetry`` messages routed to telemetry topics.
-        acks: ``subscribed`` / ``unsubscribed`` answers recorded.
+        acks: ``subscribed`` / ``unsubscribed`` answers received.
         server_errors: ``error`` messages routed to ``ERROR_TOPIC``.
-        invalid_messages: Frames dropped as invalid (bad JSON, unknown type,
-            wrong field types, binary, too big).
+        invalid_messages: Items rejected and published on ``INVALID_TOPIC``
+            (bad JSON, unknown type, wrong field types, binary, too big).
         subscriptions: Persisted server subscriptions.
+        other_metrics: Telemetry metric values that are neither numbers nor
+            booleans, kept in :attr:`Telemetry.other_metrics` (the reading is
+            delivered all the same).
+        subprotocol: The subprotocol the server chose on the current (or
+            last) connection, else ``None``.
+        compression: ``"deflate"`` if the current (or last) connection
+            negotiated permessage-deflate, else ``None``.
     """
 
     status: ConnectionStatus
@@ -241,18 +166,27 @@ class ManagerStatistics:
     server_errors: int
     invalid_messages: int
     subscriptions: int
+    other_metrics: int = 0
+    subprotocol: str | None = None
+    compression: str | None = None
 
 
-@attrs.define
-class _Counters:
-    attempts: int = 0
-    connections: int = 0
-    messages_received: int = 0
-    alerts_messages: int = 0
-    telemetry_messages: int = 0
-    acks: int = 0
-    server_errors: int = 0
-    invalid_messages: int = 0
+@attrs.frozen
+class _Settings:
+    """Everything one attempt needs that never changes."""
+
+    url: str
+    token: TokenProvider
+    path: str
+    token_location: TokenLocation
+    handshake: HandshakeOptions
+    ping_interval: float | None
+    ping_timeout: float
+    open_timeout: float
+    close_timeout: float
+    ssl_context: ssl.SSLContext | None
+    max_message_size: int
+    transport: Transport
 
 
 class WebSocketManager:
@@ -268,19 +202,10 @@ class WebSocketManager:
         self,
         _private: object,
         *,
-        url: str,
-        token: TokenProvider,
+        settings: _Settings,
         bus: MessageBus,
         backoff: Backoff,
         retry_policy: RetryPolicy,
-        path: str,
-        ping_interval: float | None,
-        ping_timeout: float,
-        open_timeout: float,
-        close_timeout: float,
-        ssl_context: ssl.SSLContext | None,
-        max_message_size: int,
-        transport: Transport,
     ) -> None:
         if _private is not _PRIVATE:
             raise TypeError(
@@ -288,39 +213,26 @@ class WebSocketManager:
             )
         self.bus: MessageBus = bus
         """The bus the manager publishes to."""
-        self._url = url
-        self._token_provider = token
-        self._path = path
-        self._ping_interval = ping_interval
-        self._ping_timeout = ping_timeout
-        self._open_timeout = open_timeout
-        self._close_timeout = close_timeout
-        self._ssl_context = ssl_context
-        self._max_message_size = max_message_size
-        self._transport = transport
+        self._settings = settings
         self._budget = RetryBudget(backoff, retry_policy)
         self._ledger = SubscriptionLedger()
-        self._counters = _Counters()
-        self._invalid_log = LogLimiter(logger, "ignored an invalid message")
-        self._server_error_log = LogLimiter(logger, "server error")
+        self._attempts = 0
+        self._connections = 0
         self._redact = Redactor()
+        self._counters = MessageCounters()
+        self._router = Router(bus.publish, self._counters, self._scrub, logger)
+        self._phase = Phase.IDLE
         self._status = ConnectionStatus.DISCONNECTED
         self._gave_up: str | None = None
-        # Set by connect(), cleared by disconnect() and when giving up.
-        self._wanted = False
-        # Bumped by disconnect(): a session only acts while it owns the generation.
-        self._generation = 0
+        self._wanted = False  # connect() sets it; disconnect() and giving up clear it
+        self._generation = 0  # bumped by disconnect(): a session acts while it owns it
         self._session_scope: trio.CancelScope | None = None
-        self._connection: trio_websocket.WebSocketConnection | None = None
-        self._close_requested: trio.Event | None = None
-        self._closed_on_purpose = False
-        # The close code of a connection we fail for a protocol violation.
-        self._protocol_failure: int | None = None
+        self._connection: Connection | None = None
+        self._last_session: ClientSession | None = None
+        self._closing_on_purpose = False
+        self._watched: set[Subscription[Any]] = set()
         self._wake = trio.Event()
         self._state_changed = trio.Event()
-        self._outbox_changed = trio.Event()
-        self._stopped = trio.Event()
-        self._closed = False
         self._run_scope = trio.CancelScope()
 
     # --- public API ---------------------------------------------------------
@@ -329,13 +241,21 @@ class WebSocketManager:
         """Start connecting if not already; idempotent.
 
         After :meth:`disconnect` or after the manager gave up, this starts a
-        new session with a fresh retry budget.
+        new session with a fresh retry budget; during a backoff wait it makes
+        the next attempt at once.
+
+        Raises:
+            trio.ClosedResourceError: If the manager's context has exited.
         """
+        if self._phase is Phase.CLOSED:
+            raise trio.ClosedResourceError("the manager's context has exited")
+        self._wake.set()
         if self._wanted:
             return
         self._wanted = True
         self._gave_up = None
-        self._wake.set()
+        for subscription in self._watched:
+            subscription._set_interrupt(None)
 
     def disconnect(self) -> None:
         """Close on purpose: no reconnect until :meth:`connect`.
@@ -348,10 +268,13 @@ class WebSocketManager:
         self._wanted = False
         self._generation += 1
         self._budget.reset()
-        if self._close_requested is not None:
-            # Connected: close gracefully from inside the connection.
-            self._close_requested.set()
-        elif self._session_scope is not None:
+        connection = self._connection
+        state = connection.session.state if connection is not None else None
+        if state is SessionState.OPEN:
+            assert connection is not None
+            self._closing_on_purpose = True
+            connection.request_close()
+        elif state is not SessionState.CLOSING and self._session_scope is not None:
             self._session_scope.cancel()
 
     def subscribe(self, kind: SubscriptionKind, device_id: str | None = None) -> None:
@@ -365,7 +288,7 @@ class WebSocketManager:
             ValueError: For an unknown kind or a missing or extra device id.
         """
         self._ledger.pin(_subscription_key(kind, device_id))
-        self._outbox_changed.set()
+        self._flush()
 
     def unsubscribe(self, kind: SubscriptionKind, device_id: str | None = None) -> None:
         """Forget a subscription made with :meth:`subscribe`; tell the server.
@@ -377,7 +300,7 @@ class WebSocketManager:
             ValueError: For an unknown kind or a missing or extra device id.
         """
         self._ledger.unpin(_subscription_key(kind, device_id))
-        self._outbox_changed.set()
+        self._flush()
 
     @property
     def subscriptions(self) -> list[SubscriptionKey]:
@@ -387,7 +310,7 @@ class WebSocketManager:
     @property
     def is_connected(self) -> bool:
         """Whether a connection is open right now."""
-        return self._status is ConnectionStatus.CONNECTED
+        return self._phase is Phase.CONNECTED
 
     @property
     def status(self) -> ConnectionStatus:
@@ -405,10 +328,10 @@ class WebSocketManager:
                 (before or while waiting).
         """
         while True:
-            if self._closed:
+            if self._phase is Phase.CLOSED:
                 await trio.lowlevel.checkpoint()
                 raise trio.ClosedResourceError("the manager's context has exited")
-            if self.is_connected:
+            if self._phase is Phase.CONNECTED:
                 await trio.lowlevel.checkpoint()
                 return
             if self._gave_up is not None:
@@ -428,7 +351,8 @@ class WebSocketManager:
         The bus subscription opens first, so nothing the server sends after
         subscribing is missed; the server subscription is reference counted and
         unsubscribed when the last user leaves. Each received item is a
-        ``tuple[Alert, ...]``.
+        ``tuple[Alert, ...]``. While the manager has given up, a receive with
+        nothing buffered raises :exc:`ConnectionGaveUp`.
         """
         async with self._topic_subscription(
             ALERTS_TOPIC, ("alerts", None), max_buffer, overflow
@@ -456,13 +380,14 @@ class WebSocketManager:
     def statistics(self) -> ManagerStatistics:
         """Return a snapshot of counters and state."""
         c = self._counters
-        if self._status is ConnectionStatus.CONNECTED:
+        if self._phase is Phase.CONNECTED:
             self._budget.settle(trio.current_time())
+        session = self._last_session
         return ManagerStatistics(
             status=self._status,
-            attempts=c.attempts,
-            connections=c.connections,
-            reconnects=max(c.connections - 1, 0),
+            attempts=self._attempts,
+            connections=self._connections,
+            reconnects=max(self._connections - 1, 0),
             retries_used=self._budget.retries_used,
             messages_received=c.messages_received,
             alerts_messages=c.alerts_messages,
@@ -471,12 +396,15 @@ class WebSocketManager:
             server_errors=c.server_errors,
             invalid_messages=c.invalid_messages,
             subscriptions=len(self._ledger.wanted),
+            other_metrics=c.other_metrics,
+            subprotocol=session.subprotocol if session is not None else None,
+            compression=session.compression if session is not None else None,
         )
 
     def __repr__(self) -> str:
         return (
-            f"<WebSocketManager {redact_url(self._url)!r} status={self._status.value}"
-            f" subscriptions={len(self._ledger.wanted)}>"
+            f"<WebSocketManager {redact_url(self._settings.url)!r}"
+            f" status={self._status.value} subscriptions={len(self._ledger.wanted)}>"
         )
 
     # --- subscriptions ------------------------------------------------------
@@ -494,14 +422,22 @@ class WebSocketManager:
             options["max_buffer"] = max_buffer
         async with self.bus.subscribe(topic, **options) as subscription:
             self._ledger.acquire(key)
-            self._outbox_changed.set()
+            self._flush()
+            self._watched.add(subscription)
+            if self._gave_up is not None:
+                subscription._set_interrupt(self._gave_up_error())
             try:
                 yield subscription
             finally:
+                self._watched.discard(subscription)
                 self._ledger.release(key)
-                self._outbox_changed.set()
+                self._flush()
 
-    # --- the connection task ------------------------------------------------
+    def _flush(self) -> None:
+        if self._connection is not None:
+            self._connection.request_flush()
+
+    # --- the session loop ---------------------------------------------------
 
     async def _run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -511,69 +447,65 @@ class WebSocketManager:
         # _shutdown() (bounded by close_timeout), then cancels this scope.
         with trio.CancelScope(shield=True) as self._run_scope:
             task_status.started()
-            await self._run_sessions()
+            try:
+                while True:
+                    while not self._wanted:
+                        self._wake = trio.Event()
+                        await self._wake.wait()
+                    await self._run_session()
+            finally:
+                self._enter(Phase.CLOSED)
 
-    def _stop(self) -> None:
-        """End the connection task wherever it is (after ``_shutdown``)."""
-        self._run_scope.cancel()
+    async def _run_session(self) -> None:
+        generation = self._generation
+        self._budget.reset()
+        with trio.CancelScope() as self._session_scope:
+            try:
+                await self._session(generation)
+            finally:
+                self._session_scope = None
+        if generation != self._generation:  # disconnect() ended it
+            closed_on_purpose, self._closing_on_purpose = (
+                self._closing_on_purpose,
+                False,
+            )
+            self._enter(Phase.IDLE)
+            if closed_on_purpose:
+                self._publish(_CLIENT_CLOSE)
+            else:
+                self._publish(ConnectionEvent(ConnectionStatus.DISCONNECTED))
 
-    async def _run_sessions(self) -> None:
-        try:
-            while True:
-                while not self._wanted:
-                    self._wake = trio.Event()
-                    await self._wake.wait()
-                generation = self._generation
-                self._budget.reset()
-                gave_up: str | None = None
-                with trio.CancelScope() as scope:
-                    self._session_scope = scope
-                    try:
-                        gave_up = await self._session(generation)
-                    finally:
-                        self._session_scope = None
-                if gave_up is not None and generation == self._generation:
-                    self._wanted = False
-                    self._gave_up = gave_up
-                    self._notify()
-                elif self._closed_on_purpose:
-                    self._closed_on_purpose = False
-                    self._publish(
-                        ConnectionEvent(
-                            ConnectionStatus.DISCONNECTED,
-                            code=1000,
-                            reason=_CLIENT_CLOSE_REASON,
-                        )
-                    )
-                else:
-                    self._publish(ConnectionEvent(ConnectionStatus.DISCONNECTED))
-        finally:
-            self._closed = True
-            self._stopped.set()
-            self._notify()  # wake wait_connected() callers in other tasks
-
-    async def _session(self, generation: int) -> str | None:
-        """Attempt until disconnected (returns None) or giving up (returns why)."""
+    async def _session(self, generation: int) -> None:
+        """Attempt until disconnected or giving up."""
         while True:
             failure = await self._attempt()
             if generation != self._generation:
-                return None
+                return
             if failure is None:
-                return _NO_TOKEN_MESSAGE
+                self._give_up(_NO_TOKEN_MESSAGE)
+                return
+            self._enter(Phase.BACKOFF)
+            if failure.kind is FailureKind.CLOSED and failure.reason is not None:
+                # The server's close reason: the policy sees no token either.
+                failure = attrs.evolve(failure, reason=self._scrub(failure.reason))
             self._publish_failure(failure)
             decision = self._budget.on_failure(failure, trio.current_time())
             if decision.delay is None:
                 message = decision.give_up_message
                 assert message is not None
-                logger.warning("giving up: %s", message)
-                self._publish(ConnectionEvent(ConnectionStatus.ERROR, message=message))
-                return message
+                self._give_up(message)
+                return
             logger.info(
                 "reconnecting in %.3g s (retry %d of %d)",
                 decision.delay,
                 decision.retry_count,
                 self._budget.backoff.max_retries,
+                extra={
+                    "ws_bus_attempt": self._attempts,
+                    "ws_bus_status": "disconnected",
+                },
             )
+            self._wake = trio.Event()
             self._publish(
                 ConnectionEvent(
                     ConnectionStatus.DISCONNECTED,
@@ -581,53 +513,97 @@ class WebSocketManager:
                     retry_count=decision.retry_count,
                 )
             )
-            await trio.sleep(decision.delay)
+            with trio.move_on_after(decision.delay):
+                await self._wake.wait()  # connect() tries at once
 
     async def _attempt(self) -> ConnectionFailure | None:
         """Make one attempt; return how it ended, or None when there is no token."""
-        self._counters.attempts += 1
+        settings = self._settings
+        self._attempts += 1
+        self._enter(Phase.ATTEMPTING)
         # open_timeout bounds the whole attempt: token call and handshake.
-        deadline = trio.current_time() + self._open_timeout
-        token_or_failure = await self._fetch_token(deadline)
-        if isinstance(token_or_failure, ConnectionFailure):
-            return token_or_failure
-        if not token_or_failure:
+        deadline = trio.current_time() + settings.open_timeout
+        token = await self._fetch_token(deadline)
+        if isinstance(token, ConnectionFailure):
+            return token
+        if not token:
             logger.warning("no auth token available; not connecting")
-            self._publish(
-                ConnectionEvent(ConnectionStatus.ERROR, message=_NO_TOKEN_MESSAGE)
-            )
             return None
-        target = resolve_target(self._url, token_or_failure, path=self._path)
-        encoded = target.resource.rpartition("token=")[2].partition("&")[0]
-        self._redact.remember(token_or_failure, encoded)
+        unusable = _token_problem(token, settings.token_location)
+        if unusable is not None:
+            logger.warning("%s", unusable)
+            return ConnectionFailure(FailureKind.INVALID_TOKEN, reason=unusable)
+        self._redact.remember(token)
+        in_header = settings.token_location == "header"
+        target = resolve_target(
+            settings.url, None if in_header else token, path=settings.path
+        )
         self._publish(ConnectionEvent(ConnectionStatus.CONNECTING))
-        logger.debug("connecting to %s", target.redacted_url)
-        failure = await self._connect_and_serve(target, deadline)
-        self._ledger.connection_lost()
+        logger.debug(
+            "connecting to %s",
+            target.redacted_url,
+            extra={"ws_bus_attempt": self._attempts, "ws_bus_status": "connecting"},
+        )
+        try:
+            with trio.fail_at(deadline):
+                stream = await settings.transport.open_stream(
+                    target.host,
+                    target.port,
+                    ssl_context=settings.ssl_context if target.secure else None,
+                )
+        except trio.TooSlowError:
+            return ConnectionFailure(
+                FailureKind.TIMEOUT, reason="Opening handshake timed out"
+            )
+        except (OSError, trio.BrokenResourceError) as exc:
+            return failure_from_os_error(exc)
+        handshake = settings.handshake
+        if in_header:
+            handshake = attrs.evolve(handshake, bearer_token=token)
+        session = ClientSession(
+            target.url,
+            handshake,
+            router=self._router,
+            ledger=self._ledger,
+            on_open=self._on_open,
+            now=trio.current_time(),
+            max_message_size=settings.max_message_size,
+            ping_interval=settings.ping_interval,
+            ping_timeout=settings.ping_timeout,
+            close_timeout=settings.close_timeout,
+            logger=_wire_logger,
+        )
+        self._last_session = session
+        self._connection = Connection(
+            stream,
+            session,
+            close_timeout=settings.close_timeout,
+            send_timeout=max(settings.ping_timeout, settings.close_timeout),
+        )
+        try:
+            failure = await self._connection.run(deadline)
+        finally:
+            self._connection = None
+            self._ledger.connection_lost()
         return failure
 
-    def _publish_failure(self, failure: ConnectionFailure) -> None:
-        if failure.kind is FailureKind.TOKEN_ERROR:
-            return  # published by _fetch_token already
-        if failure.kind is FailureKind.CLOSED:
-            event = ConnectionEvent(
-                ConnectionStatus.DISCONNECTED,
-                code=failure.close_code,
-                reason=self._redact(failure.reason),
-            )
-        else:
-            # The browser's onerror + onclose pair: an error, then disconnected.
-            logger.warning("connection attempt failed: %s", failure.reason)
-            self._publish(
-                ConnectionEvent(
-                    ConnectionStatus.ERROR, message=self._redact(failure.reason)
-                )
-            )
-            event = ConnectionEvent(ConnectionStatus.DISCONNECTED, code=1006)
-        self._publish(event)
+    def _on_open(self) -> None:
+        """The handshake succeeded (called by the session, before any message)."""
+        now = trio.current_time()
+        self._connections += 1
+        self._budget.on_connected(now)
+        self._ledger.connection_opened()
+        self._enter(Phase.CONNECTED)
+        logger.info(
+            "connected to %s",
+            redact_url(self._settings.url),
+            extra={"ws_bus_attempt": self._attempts, "ws_bus_status": "connected"},
+        )
+        self._publish(ConnectionEvent(ConnectionStatus.CONNECTED))
+        self._flush()  # the replay
 
     async def _fetch_token(self, deadline: float) -> str | ConnectionFailure | None:
-        provider = self._token_provider
+        provider = self._settings.token
         if isinstance(provider, str):
             return provider
         try:
@@ -645,330 +621,73 @@ class WebSocketManager:
                 return token
             reason = f"Token provider returned {type(token).__name__}, not str"
         logger.warning("%s", reason)
-        self._publish(ConnectionEvent(ConnectionStatus.ERROR, message=reason))
         return ConnectionFailure(FailureKind.TOKEN_ERROR, reason=reason)
 
-    async def _connect_and_serve(
-        self, target: WebSocketTarget, deadline: float
-    ) -> ConnectionFailure:
-        ssl_context = self._ssl_context if target.secure else None
-        try:
-            with trio.fail_at(deadline):
-                raw_stream = await self._transport.open_stream(
-                    target.host, target.port, ssl_context=ssl_context
+    def _publish_failure(self, failure: ConnectionFailure) -> None:
+        """The browser's onerror + onclose pair for a failure."""
+        if failure.kind is FailureKind.CLOSED:
+            self._publish(
+                ConnectionEvent(
+                    ConnectionStatus.DISCONNECTED,
+                    code=failure.close_code,
+                    reason=failure.reason,
                 )
-        except trio.TooSlowError:
-            return ConnectionFailure(
-                FailureKind.TIMEOUT, reason="Opening handshake timed out"
             )
-        except (OSError, trio.BrokenResourceError) as exc:
-            return failure_from_os_error(exc)
-        stream = ObservedStream(raw_stream)
-        try:
-            failure = await self._run_connection(stream, target, deadline)
-            if self._protocol_failure is not None:
-                await self._fail_connection(stream, self._protocol_failure)
-            return failure
-        finally:
-            self._connection = None
-            self._close_requested = None
-            await trio.aclose_forcefully(stream)
-
-    async def _fail_connection(self, stream: ObservedStream, code: int) -> None:
-        """Tell the server why we fail the connection: a close frame, best effort.
-
-        RFC 6455 7.1.7: an endpoint that fails an established connection
-        SHOULD send a close frame with the code. trio-websocket does not, so it
-        is sent here, once its tasks are gone and nothing else writes.
-        """
-        frame = FrameProtocol(client=True, extensions=[]).close(
-            code, _PROTOCOL_ERROR_CLOSE_REASON
-        )
-        with (
-            trio.move_on_after(self._close_timeout),
-            suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-        ):
-            await stream.send_all(frame)
-
-    async def _run_connection(
-        self, stream: ObservedStream, target: WebSocketTarget, deadline: float
-    ) -> ConnectionFailure:
-        result: list[ConnectionFailure] = []
-        opened: list[trio_websocket.WebSocketConnection] = []
-        self._protocol_failure = None
-        try:
-            async with trio.open_nursery() as nursery:
-                connection = await self._handshake(nursery, stream, target, deadline)
-                if connection is None:
-                    result.append(
-                        ConnectionFailure(
-                            FailureKind.TIMEOUT, reason="Opening handshake timed out"
-                        )
-                    )
-                else:
-                    opened.append(connection)
-                    result.append(await self._serve(nursery, connection, stream))
-                nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            if opened:
-                result.append(self._failure_while_open(group, opened[0]))
-            else:
-                result.append(failure_from_group(group))
-        return result[0]
-
-    def _failure_while_open(
-        self,
-        group: BaseExceptionGroup[BaseException],
-        connection: trio_websocket.WebSocketConnection,
-    ) -> ConnectionFailure:
-        """An open connection's tasks raised: how did the connection end?
-
-        trio-websocket's reader task dies with wsproto's LocalProtocolError
-        when it answers a ping that arrived after our own close frame (wsproto
-        refuses to send in that state). The connection was closing anyway.
-        """
-        leaves = [
-            e for e in leaf_exceptions(group) if not isinstance(e, trio.Cancelled)
-        ]
-        if not leaves or any(not isinstance(e, FAILURE_PRIORITY) for e in leaves):
-            raise group
-        closed = connection.closed
-        code = closed.code if closed is not None else 1006
-        logger.info("connection ended while closing (code=%s)", code)
-        self._invalid_log.end_connection(trio.current_time())
-        self._server_error_log.end_connection(trio.current_time())
-        return ConnectionFailure(
-            FailureKind.CLOSED,
-            close_code=code,
-            reason=closed.reason if closed is not None else None,
-        )
-
-    async def _handshake(
-        self,
-        nursery: trio.Nursery,
-        stream: ObservedStream,
-        target: WebSocketTarget,
-        deadline: float,
-    ) -> trio_websocket.WebSocketConnection | None:
-        """Run the opening handshake; None if it did not finish by ``deadline``."""
-        with trio.CancelScope(deadline=deadline):
-            async with trio.open_nursery() as watch:
-                watch.start_soon(raise_when_ended, stream)
-                connection = await _open_connection(
-                    nursery,
-                    stream,
-                    target.host_header,
-                    target.resource,
-                    max_message_size=self._max_message_size,
-                )
-                watch.cancel_scope.cancel()
-                return connection
-        return None
-
-    async def _serve(
-        self,
-        nursery: trio.Nursery,
-        connection: trio_websocket.WebSocketConnection,
-        stream: ObservedStream,
-    ) -> ConnectionFailure:
-        """Route messages until the connection ends; return how it ended."""
-        connected_at = trio.current_time()
-        self._counters.connections += 1
-        self._budget.on_connected(connected_at)
-        self._ledger.connection_opened()
-        self._connection = connection
-        close_requested = self._close_requested = trio.Event()
-        logger.info("connected to %s", _redacted_base(self._url))
-        self._publish(ConnectionEvent(ConnectionStatus.CONNECTED))
-        heartbeat_failed = trio.Event()
-        close_done = trio.Event()
-        nursery.start_soon(self._send_subscriptions, connection)
-        nursery.start_soon(
-            self._close_when_requested, connection, stream, close_requested, close_done
-        )
-        if self._ping_interval is not None:
-            nursery.start_soon(self._heartbeat, connection, stream, heartbeat_failed)
-        code, reason = await self._read(connection, stream)
-        if close_requested.is_set():
-            # Our close frame ended the reading; let the close handshake
-            # finish (the server's answer, bounded by close_timeout).
-            await close_done.wait()
-        if heartbeat_failed.is_set():
-            code, reason = 1006, "Heartbeat timeout"
-        now = trio.current_time()
-        self._invalid_log.end_connection(now)
-        self._server_error_log.end_connection(now)
-        logger.info(
-            "connection closed: code=%s reason=%s", code, short_text(reason or "")
-        )
-        return ConnectionFailure(
-            FailureKind.CLOSED,
-            close_code=code,
-            reason=reason,
-            connected_for=trio.current_time() - connected_at,
-        )
-
-    async def _read(
-        self, connection: trio_websocket.WebSocketConnection, stream: ObservedStream
-    ) -> tuple[int, str | None]:
-        route = self._route
-        # trio-websocket limits text by characters; the limit is in bytes, and
-        # a str of n characters has at most 4n bytes in UTF-8.
-        char_limit = self._max_message_size // 4
-        routed = connection if isinstance(connection, _RoutingConnection) else None
-        if routed is not None:
-            # Short text messages are routed in the reader task from now on;
-            # this loop gets the rest, in order.
-            routed.route_limit = char_limit
-            routed.route = route
-        try:
-            while True:
-                message = await connection.get_message()
-                if (
-                    len(message) > char_limit
-                    and _utf8_size(message) > self._max_message_size
-                ):
-                    self._counters.messages_received += 1
-                    self._invalid("message larger than max_message_size")
-                    with trio.move_on_after(self._close_timeout):
-                        await connection.aclose(1009, _TOO_BIG_REASON)
-                    await trio.aclose_forcefully(stream)
-                    return 1009, _TOO_BIG_REASON
-                route(message)
-                if routed is not None:
-                    routed.diverted -= 1
-        except trio_websocket.ConnectionClosed as exc:
-            if exc.reason is None:
-                return 1006, None
-            code, reason = int(exc.reason.code), exc.reason.reason
-            state = wsproto_state(connection)
-            if code == 1009 and state is ConnectionState.LOCAL_CLOSING:
-                # trio-websocket's own limit (in characters) closed it.
-                self._counters.messages_received += 1
-                self._invalid("message larger than max_message_size")
-                return 1009, _TOO_BIG_REASON
-            if code != 1006 and state is ConnectionState.OPEN:
-                # No close frame came: wsproto failed a frame that broke the
-                # protocol (1002, or 1007 for invalid UTF-8) and reports the
-                # code it would close with. The text is wsproto's, not the
-                # server's.
-                logger.warning(
-                    "the server broke the WebSocket protocol (%s): %s",
-                    code,
-                    short_text(reason or ""),
-                )
-                self._protocol_failure = code
-                return code, f"Protocol error: {reason or code}"
-            return code, reason
-
-    def _route(self, message: str | bytes) -> None:
-        counters = self._counters
-        counters.messages_received += 1
-        if isinstance(message, bytes):
-            self._invalid("binary frame")
             return
-        try:
-            decoded = decode_server_message(message)
-        except ProtocolError as exc:
-            self._invalid(exc.reason)
-            return
-        kind = type(decoded)
-        if kind is TelemetryMessage:
-            assert isinstance(decoded, TelemetryMessage)
-            if not decoded.device_id:
-                self._invalid("telemetry without a device_id")
-                return
-            counters.telemetry_messages += 1
-            self.bus.publish(_TELEMETRY_PREFIX + decoded.device_id, decoded.telemetry)
-        elif kind is AlertsMessage:
-            assert isinstance(decoded, AlertsMessage)
-            counters.alerts_messages += 1
-            self.bus.publish(ALERTS_TOPIC, decoded.alerts)
-        elif kind is ErrorMessage:
-            assert isinstance(decoded, ErrorMessage)
-            counters.server_errors += 1
-            self._server_error_log.log(trio.current_time(), decoded.message)
-            self.bus.publish(ERROR_TOPIC, decoded.message)
-        elif isinstance(decoded, (SubscribedMessage, UnsubscribedMessage)):
-            counters.acks += 1
+        logger.warning(
+            "connection attempt failed: %s",
+            failure.reason,
+            extra={
+                "ws_bus_attempt": self._attempts,
+                "ws_bus_status": "error",
+                "ws_bus_status_code": failure.status_code,
+            },
+        )
+        self._publish(ConnectionEvent(ConnectionStatus.ERROR, message=failure.reason))
+        if failure.kind is not FailureKind.TOKEN_ERROR:
+            self._publish(ConnectionEvent(ConnectionStatus.DISCONNECTED, code=1006))
 
-    def _invalid(self, reason: str) -> None:
-        self._counters.invalid_messages += 1
-        self._invalid_log.log(trio.current_time(), reason)
+    def _give_up(self, message: str) -> None:
+        logger.warning(
+            "giving up: %s",
+            message,
+            extra={"ws_bus_attempt": self._attempts, "ws_bus_status": "error"},
+        )
+        self._wanted = False
+        self._gave_up = message
+        self._enter(Phase.GAVE_UP)
+        for subscription in self._watched:
+            subscription._set_interrupt(self._gave_up_error())
+        self._publish(ConnectionEvent(ConnectionStatus.ERROR, message=message))
 
-    async def _send_subscriptions(
-        self, connection: trio_websocket.WebSocketConnection
-    ) -> None:
-        """Send what the server lacks: the full replay first, then each change."""
-        ledger = self._ledger
-        try:
-            while True:
-                self._outbox_changed = trio.Event()
-                for request in ledger.pending():
-                    await connection.send_message(encode_client_message(request))
-                    ledger.mark_sent(request)
-                await self._outbox_changed.wait()
-        except (trio_websocket.ConnectionClosed, LocalProtocolError):
-            # The connection is closing (a send racing the peer's close frame
-            # gets wsproto's LocalProtocolError); the reader reports the end.
-            return
-
-    async def _close_when_requested(
-        self,
-        connection: trio_websocket.WebSocketConnection,
-        stream: ObservedStream,
-        close_requested: trio.Event,
-        close_done: trio.Event,
-    ) -> None:
-        await close_requested.wait()
-        self._closed_on_purpose = True
-        try:
-            with trio.move_on_after(self._close_timeout):
-                await connection.aclose(1000, _CLIENT_CLOSE_REASON)
-            await trio.aclose_forcefully(stream)
-        finally:
-            close_done.set()
-
-    async def _heartbeat(
-        self,
-        connection: trio_websocket.WebSocketConnection,
-        stream: ObservedStream,
-        failed: trio.Event,
-    ) -> None:
-        assert self._ping_interval is not None
-        try:
-            while True:
-                await trio.sleep(self._ping_interval)
-                with trio.move_on_after(self._ping_timeout):
-                    await connection.ping()
-                    continue
-                logger.warning(
-                    "no pong within %.3g s; dropping the connection", self._ping_timeout
-                )
-                failed.set()
-                # No close handshake with a peer that does not answer.
-                await trio.aclose_forcefully(stream)
-                return
-        except (trio_websocket.ConnectionClosed, LocalProtocolError):
-            # Closing: the reader reports how the connection ended.
-            return
+    def _gave_up_error(self) -> Callable[[], BaseException]:
+        message = self._gave_up
+        assert message is not None
+        return lambda: ConnectionGaveUp(message)
 
     # --- state --------------------------------------------------------------
 
+    def _scrub(self, text: str) -> str:
+        return self._redact(text)
+
+    def _enter(self, phase: Phase) -> None:
+        self._phase = phase
+        self._state_changed.set()
+        self._state_changed = trio.Event()
+
     def _publish(self, event: ConnectionEvent) -> None:
+        if event.reason is not None:  # the server's words
+            event = attrs.evolve(event, reason=self._scrub(event.reason))
         self._status = event.status
         self.bus.publish(CONNECTION_TOPIC, event)
-        self._notify()
-
-    def _notify(self) -> None:
         self._state_changed.set()
         self._state_changed = trio.Event()
 
     async def _shutdown(self) -> None:
-        """Disconnect and wait, bounded, for the connection task to go idle."""
+        """Disconnect and wait, bounded, for the session loop to go idle."""
         self.disconnect()
-        with trio.move_on_after(self._close_timeout + 1.0):
-            while self._session_scope is not None or self._connection is not None:
+        with trio.move_on_after(self._settings.close_timeout + 1.0):
+            while self._session_scope is not None:
                 await self._state_changed.wait()
 
 
@@ -987,14 +706,15 @@ def _subscription_key(kind: SubscriptionKind, device_id: str | None) -> Subscrip
     raise ValueError(f"kind must be 'alerts' or 'device', got {kind!r}")
 
 
-def _utf8_size(message: str | bytes) -> int:
-    if isinstance(message, bytes):
-        return len(message)
-    return len(message.encode("utf-8", "surrogatepass"))
-
-
-def _redacted_base(url: str) -> str:
-    return redact_url(url)
+def _token_problem(token: str, location: TokenLocation) -> str | None:
+    """Why ``token`` cannot be sent where it goes, or ``None`` (never shows it)."""
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        return "Token is not valid text (it cannot be encoded as UTF-8)"
+    if location == "header" and not (token.isascii() and token.isprintable()):
+        return "Token cannot be sent in a header (only printable ASCII can)"
+    return None
 
 
 def _is_loopback(host: str) -> bool:
@@ -1009,6 +729,38 @@ def _is_loopback(host: str) -> bool:
 def _check_positive(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _handshake_options(
+    additional_headers: HandshakeHeaders,
+    user_agent: str | None,
+    origin: str | None,
+    subprotocols: Sequence[str] | None,
+    compression: Compression,
+) -> HandshakeOptions:
+    pairs = (
+        list(additional_headers.items())
+        if isinstance(additional_headers, Mapping)
+        else list(additional_headers)
+    )
+    for name, value in pairs:
+        if not (isinstance(name, str) and isinstance(value, str)):
+            raise TypeError("additional_headers must map str to str")
+        if name.lower() in ("authorization", "host") or name.lower().startswith(
+            "sec-websocket-"
+        ):
+            raise ValueError(f"additional_headers may not set {name!r}")
+    if compression not in ("deflate", None):
+        raise ValueError(f"compression must be 'deflate' or None, got {compression!r}")
+    if isinstance(subprotocols, str):
+        raise TypeError("subprotocols must be a sequence of str, not one str")
+    return HandshakeOptions(
+        headers=tuple(pairs),
+        user_agent=user_agent,
+        origin=origin,
+        subprotocols=tuple(subprotocols or ()),
+        compression=compression,
+    )
 
 
 @asynccontextmanager
@@ -1028,11 +780,20 @@ async def open_websocket_manager(
     ssl_context: ssl.SSLContext | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     transport: Transport | None = None,
+    additional_headers: HandshakeHeaders = (),
+    user_agent: str | None = DEFAULT_USER_AGENT,
+    origin: str | None = None,
+    subprotocols: Sequence[str] | None = None,
+    compression: Compression = "deflate",
+    token_location: TokenLocation = "query",
+    proxy: str | ProxyURL | ProxyFromEnv | None = PROXY_FROM_ENV,
+    trust_env: bool = True,
 ) -> AsyncIterator[WebSocketManager]:
     """Open a connection manager whose task lives as long as the context.
 
     On exit the manager disconnects on purpose (close code 1000) and no task
-    is left behind.
+    is left behind. An exception raised in the body (an ``ExceptionGroup``
+    included) comes out as that same object.
 
     Args:
         url: Base URL of the backend: ``http(s)://`` or ``ws(s)://``. An empty
@@ -1042,24 +803,43 @@ async def open_websocket_manager(
         bus: The bus to publish to; a new :class:`MessageBus` by default.
         backoff: The retry schedule; ``Backoff()`` (1, 2, 4, 8, 16, 30 s, 20
             retries) by default.
-        retry_policy: Classifies each failure as retry, retry now, or give up;
-            by default every failure is retried within the budget.
+        retry_policy: Classifies each failure as retry, retry now, or give up
+            (see :doc:`/reconnect_policy`).
         path: The endpoint path used when ``url`` has none.
         autoconnect: Connect at once; else wait for :meth:`WebSocketManager.connect`.
         ping_interval: Seconds between heartbeat pings; ``None`` disables them
             (then a half-open connection is never noticed).
         ping_timeout: Seconds to wait for a pong before the connection counts
-            as lost.
+            as lost, unless data keeps arriving (at least 1 KiB per
+            ``ping_timeout``).
         open_timeout: Seconds one attempt may take, from the token call to the
             end of the opening handshake.
-        close_timeout: Seconds an intentional close may take before the
+        close_timeout: Seconds a close we start may take before the
             connection is dropped without the close handshake.
         ssl_context: TLS settings for ``wss:``/``https:`` URLs; a default,
             verifying context when ``None``.
         max_message_size: Largest message accepted, in bytes; a bigger one
-            closes the connection with 1009.
+            closes the connection with 1009 and is counted.
         transport: Opens the byte stream of each attempt; TCP by default. The
             in-memory transport of :mod:`trio_ws_bus.testing` plugs in here.
+        additional_headers: Extra handshake request headers (a mapping or
+            ``(name, value)`` pairs); ``Authorization``, ``Host`` and
+            ``Sec-WebSocket-*`` are the library's.
+        user_agent: The ``User-Agent`` header; ``None`` sends none.
+        origin: The ``Origin`` header, for servers that check it.
+        subprotocols: Subprotocols to offer, in order of preference; the
+            server's choice is in :meth:`WebSocketManager.statistics`.
+        compression: ``"deflate"`` offers permessage-deflate; ``None`` offers
+            no compression.
+        token_location: ``"query"`` (the seed's ``?token=``) or ``"header"``
+            (``Authorization: Bearer <token>``).
+        proxy: ``"http://[user:pass@]host:port"`` (HTTP CONNECT),
+            ``"socks5://..."`` or ``"socks5h://..."``; TLS runs inside the
+            tunnel for ``wss:``. By default the environment decides (see
+            ``trust_env``); an explicit ``None`` means no proxy, whatever the
+            environment says. Ignored when ``transport`` is given.
+        trust_env: Read ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY``
+            as httpx does, when ``proxy`` is not given.
 
     Raises:
         ValueError: For a URL that can never work (unknown scheme, no host) or
@@ -1085,31 +865,48 @@ async def open_websocket_manager(
         raise ValueError(
             f"max_message_size must be an int >= 1, got {max_message_size!r}"
         )
-    probe = resolve_target(url, "x", path=path)
+    if token_location not in ("query", "header"):
+        raise ValueError(
+            f"token_location must be 'query' or 'header', got {token_location!r}"
+        )
+    handshake = _handshake_options(
+        additional_headers, user_agent, origin, subprotocols, compression
+    )
+    probe = resolve_target(url, None, path=path)
     if probe.secure and ssl_context is None:
         ssl_context = ssl.create_default_context()
     elif not probe.secure and ssl_context is not None:
         raise ValueError("ssl_context given for a ws:/http: URL; use wss:/https:")
+    if transport is None:
+        proxy_url = resolve_proxy(
+            probe.scheme, probe.host, probe.port, proxy=proxy, trust_env=trust_env
+        )
+        transport = TcpTransport() if proxy_url is None else ProxyTransport(proxy_url)
     if not probe.secure and not _is_loopback(probe.host):
         logger.warning(
             "connecting to %s without TLS: the token travels in clear text", probe.host
         )
     manager = WebSocketManager(
         _PRIVATE,
-        url=url,
-        token=token,
+        settings=_Settings(
+            url=url,
+            token=token,
+            path=path,
+            token_location=token_location,
+            handshake=handshake,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            open_timeout=open_timeout,
+            close_timeout=close_timeout,
+            ssl_context=ssl_context,
+            max_message_size=max_message_size,
+            transport=transport,
+        ),
         bus=bus if bus is not None else MessageBus(),
         backoff=backoff if backoff is not None else Backoff(),
         retry_policy=retry_policy,
-        path=path,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        open_timeout=open_timeout,
-        close_timeout=close_timeout,
-        ssl_context=ssl_context,
-        max_message_size=max_message_size,
-        transport=transport if transport is not None else TcpTransport(),
     )
+    body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(manager._run)
@@ -1117,19 +914,22 @@ async def open_websocket_manager(
                 manager.connect()
             try:
                 yield manager
+            except BaseException as exc:
+                body_error = exc
+                raise
             finally:
                 with trio.CancelScope(shield=True):
                     await manager._shutdown()
-                manager._stop()
-                nursery.cancel_scope.cancel()
+                manager._run_scope.cancel()
     except BaseExceptionGroup as group:
-        # One plain exception explains the failure: raise it, not a group.
-        leaves = list(leaf_exceptions(group))
-        real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-        if len(real) == 1:
-            reraise_alone(real[0])
-        if not real:
-            reraise_alone(leaves[0])
+        # The body's own exception (a group included) comes out as itself: the
+        # nursery wrapped it (a group, possibly as a copy), and nothing else.
+        if (
+            body_error is not None
+            and len(group.exceptions) == 1
+            and type(group.exceptions[0]) is type(body_error)
+        ):
+            reraise_alone(body_error)
         raise
     finally:
         # Every task is gone: this manager's token stops scrubbing log records.

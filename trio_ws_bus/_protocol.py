@@ -42,12 +42,34 @@ valid server message, with a short reason that never quotes the payload:
 Fields a message does not define are ignored, so the server can add fields
 without breaking older clients. ``MemoryError`` is deliberately not translated:
 it says something about the process, not about the frame.
+
+Validation is also per item, in a second step that costs nothing while frames
+are valid. After :func:`decode_server_message` refused a frame,
+:func:`salvage_server_message` keeps what is valid and returns one
+:class:`InvalidItem` per rejected piece:
+
+* an ``alerts`` message is split into its alerts (each a :class:`msgspec.Raw`)
+  and each alert is decoded on its own: the valid ones are kept in order, each
+  invalid one is an :class:`InvalidItem`;
+* in a ``telemetry`` message, numbers and booleans stay in ``metrics`` and any
+  other JSON value goes to :attr:`Telemetry.other_metrics`; a metric whose
+  value cannot be decoded at all (``1e999``) is an :class:`InvalidItem`, and
+  the reading keeps its other metrics;
+* anything else (bad JSON, a top level other than an object, an unknown
+  ``type``, a missing or wrong ``device_id``, ``timestamp`` or ``metrics``,
+  one wrong field in any other message, nesting too deep anywhere) is one
+  :class:`InvalidItem` for the whole frame. So is a binary frame
+  (:func:`invalid_binary_frame`).
+
+An :class:`InvalidItem` carries the raw text of what was rejected, cut to
+:data:`INVALID_RAW_LIMIT` characters.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any, Final, Literal, TypeAlias
 
 import msgspec
@@ -55,6 +77,7 @@ import msgspec
 from ._errors import ProtocolError
 
 __all__ = [
+    "INVALID_RAW_LIMIT",
     "Action",
     "Alert",
     "AlertsMessage",
@@ -72,6 +95,8 @@ __all__ = [
     "decode_server_message",
     "encode_client_message",
     "encode_server_message",
+    "invalid_binary_frame",
+    "salvage_server_message",
 ]
 
 Action: TypeAlias = Literal["subscribe", "unsubscribe"]
@@ -155,11 +180,16 @@ class Telemetry(msgspec.Struct, frozen=True, gc=False):
         metrics: Metric name to value. A JSON integer stays an ``int``, a JSON
             ``true``/``false`` stays a ``bool``, anything else with a fraction or
             exponent is a finite ``float``.
+        other_metrics: Metrics whose value is no number or boolean (a string,
+            ``null``, an array or an object), as plain JSON values. Empty unless
+            the server sent such values: the reading is delivered rather than
+            dropped for them (see :func:`salvage_server_message`).
     """
 
     device_id: str
     timestamp: str
     metrics: dict[str, float | int | bool]
+    other_metrics: dict[str, Any] = {}
 
 
 class TelemetryData(msgspec.Struct, frozen=True, gc=False):
@@ -204,6 +234,20 @@ class TelemetryMessage(
         """The reading as a :class:`Telemetry` (shares the ``metrics`` dict)."""
         data = self.data
         return Telemetry(self.device_id, data.timestamp, data.metrics)
+
+
+class _SalvagedTelemetryMessage(TelemetryMessage, frozen=True, gc=False):
+    # What salvage_server_message returns for a reading with other metrics.
+    # The field lives on this subclass, which no decoder knows, so that a
+    # server cannot fill it: on the wire "other_metrics" stays an unknown field.
+    other_metrics: dict[str, Any]
+
+    @property
+    def telemetry(self) -> Telemetry:
+        data = self.data
+        return Telemetry(
+            self.device_id, data.timestamp, data.metrics, self.other_metrics
+        )
 
 
 class SubscribedMessage(
@@ -369,30 +413,39 @@ def _reason(prefix: str, detail: str) -> str:
     return reason
 
 
+# What msgspec (and the UTF-8 check) raise for a frame that is not valid; the
+# msgspec errors and the Unicode errors are ValueErrors.
+_DECODE_ERRORS: Final = (ValueError, OverflowError, RecursionError)
+
+
+def _reason_for(exc: Exception, what: str) -> str:
+    if isinstance(exc, msgspec.ValidationError):
+        return _reason(f"invalid {what}", str(exc))
+    if isinstance(exc, msgspec.DecodeError):
+        return _reason("malformed JSON", str(exc))
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {exc.start}"
+    if isinstance(exc, UnicodeEncodeError):
+        return "text contains a lone surrogate"
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply"
+    return f"invalid {what}: {type(exc).__name__}"  # pragma: no cover - defensive
+
+
 def _decode(
     decoder: msgspec.json.Decoder[Any], data: str | bytes | bytearray | memoryview
 ) -> Any:
-    # Every branch below sets ``reason``; the ProtocolError is raised outside
-    # the except clauses so that it carries no __context__: some exceptions
-    # (UnicodeDecodeError) hold a reference to the whole payload.
+    # The ProtocolError is raised outside the except clause so that it carries
+    # no __context__: some exceptions (UnicodeDecodeError) hold a reference to
+    # the whole payload.
     try:
         if not isinstance(data, str):
             # RFC 8259: JSON text is UTF-8. msgspec only checks the strings it
             # decodes, not those of ignored fields; check the whole frame.
             str(data, "utf-8")
         return decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        reason = _reason("invalid message", str(exc))
-    except msgspec.DecodeError as exc:
-        reason = _reason("malformed JSON", str(exc))
-    except UnicodeDecodeError as exc:
-        reason = f"invalid UTF-8 at byte {exc.start}"
-    except UnicodeEncodeError:
-        reason = "text contains a lone surrogate"
-    except RecursionError:
-        reason = "JSON nested too deeply"
-    except (ValueError, OverflowError) as exc:  # pragma: no cover - defensive
-        reason = f"invalid message: {type(exc).__name__}"
+    except _DECODE_ERRORS as exc:
+        reason = _reason_for(exc, "message")
     raise ProtocolError(reason) from None
 
 
@@ -413,6 +466,167 @@ def decode_server_message(data: str | bytes | bytearray | memoryview) -> ServerM
     """
     message: ServerMessage = _decode(_server_decoder, data)
     return message
+
+
+INVALID_RAW_LIMIT: Final = 1024
+"""How many characters of a rejected item :attr:`InvalidItem.raw` keeps.
+
+Enough for a whole alert or reading of the usual shapes (200 to 300 bytes),
+so that the item can be read and reported; a longer text is cut to this many
+characters, ending in ``...``.
+"""
+
+_CUT_MARK: Final = "..."
+
+
+class _AlertItems(msgspec.Struct, frozen=True, tag_field="type", tag="alerts"):
+    alerts: list[msgspec.Raw]
+
+
+class _TelemetryItems(msgspec.Struct, frozen=True):
+    timestamp: str
+    metrics: dict[str, msgspec.Raw]
+
+
+class _TelemetryEnvelope(
+    msgspec.Struct, frozen=True, tag_field="type", tag="telemetry"
+):
+    device_id: str
+    data: _TelemetryItems
+
+
+# The messages whose items can be salvaged, with each item left undecoded.
+_salvage_decoder: Final = msgspec.json.Decoder(_AlertItems | _TelemetryEnvelope)
+_alert_decoder: Final = msgspec.json.Decoder(Alert)
+_value_decoder: Final = msgspec.json.Decoder()
+
+
+def _raw_text(
+    data: str | bytes | bytearray | memoryview | msgspec.Raw,
+    scrub: Callable[[str], str] | None,
+) -> str:
+    # Bytes that are not UTF-8 and lone surrogates become backslash escapes,
+    # so the text can always be encoded. Scrub before cutting, so that a
+    # secret across the cut is hidden too.
+    if isinstance(data, str):
+        text = data.encode("utf-8", "backslashreplace").decode("utf-8")
+    else:
+        text = str(data, "utf-8", "backslashreplace")
+    if scrub is not None:
+        text = scrub(text)
+    if len(text) > INVALID_RAW_LIMIT:
+        text = text[: INVALID_RAW_LIMIT - len(_CUT_MARK)] + _CUT_MARK
+    return text
+
+
+def _salvage_alerts(
+    items: _AlertItems, scrub: Callable[[str], str] | None
+) -> tuple[AlertsMessage | None, tuple[InvalidItem, ...]]:
+    valid: list[Alert] = []
+    invalid: list[InvalidItem] = []
+    # Each raw item is valid UTF-8 already: decode it as is.
+    for index, raw in enumerate(items.alerts):
+        try:
+            valid.append(_alert_decoder.decode(raw))
+        except _DECODE_ERRORS as exc:
+            reason = _reason_for(exc, f"alert {index}")
+            invalid.append(InvalidItem(reason, _raw_text(raw, scrub)))
+    return (AlertsMessage(tuple(valid)) if valid else None), tuple(invalid)
+
+
+def _salvage_telemetry(
+    envelope: _TelemetryEnvelope, scrub: Callable[[str], str] | None
+) -> tuple[TelemetryMessage, tuple[InvalidItem, ...]]:
+    metrics: dict[str, float | int | bool] = {}
+    other: dict[str, Any] = {}
+    invalid: list[InvalidItem] = []
+    for name, raw in envelope.data.metrics.items():
+        try:
+            value = _value_decoder.decode(raw)
+        except _DECODE_ERRORS as exc:  # 1e999, an integer too long
+            item = _raw_text(_encoder.encode({name: raw}), scrub)
+            invalid.append(InvalidItem(_reason_for(exc, "metric"), item))
+        else:
+            if isinstance(value, int | float):  # bool is an int
+                metrics[name] = value
+            else:
+                other[name] = value
+    data = TelemetryData(envelope.data.timestamp, metrics)
+    message = _SalvagedTelemetryMessage(envelope.device_id, data, other)
+    return message, tuple(invalid)
+
+
+def salvage_server_message(
+    data: str | bytes | bytearray | memoryview,
+    reason: str,
+    *,
+    scrub: Callable[[str], str] | None = None,
+) -> tuple[AlertsMessage | TelemetryMessage | None, tuple[InvalidItem, ...]]:
+    """Keep the valid part of a frame that :func:`decode_server_message` refused.
+
+    Call it only after ``decode_server_message(data)`` raised
+    ``ProtocolError(reason)``: valid frames never pay for it. What it keeps and
+    what it rejects is described in the module documentation; in short, one bad
+    alert costs only that alert, and no metric costs its reading:
+
+    >>> frame = (
+    ...     '{"type":"telemetry","device_id":"d1","data":{"timestamp":"ts",'
+    ...     '"metrics":{"t":21.5,"fw":"1.4.2","x":1e999}}}'
+    ... )
+    >>> try:
+    ...     message, rejected = decode_server_message(frame), ()
+    ... except ProtocolError as exc:
+    ...     message, rejected = salvage_server_message(frame, exc.reason)
+    >>> message.telemetry.metrics, message.telemetry.other_metrics
+    ({'t': 21.5}, {'fw': '1.4.2'})
+    >>> rejected
+    (InvalidItem(reason='invalid metric: Number out of range', raw='{"x":1e999}'),)
+
+    Args:
+        data: The refused frame, as it was passed to
+            :func:`decode_server_message`.
+        reason: The reason of the :exc:`~trio_ws_bus.ProtocolError` it raised:
+            the reason of the :class:`InvalidItem` when a message without items
+            (an ``error``, an unknown type) is rejected as a whole.
+        scrub: Called on the raw text of each rejected item before it is cut to
+            :data:`INVALID_RAW_LIMIT` characters, to hide secrets (the live
+            token) that the server may have echoed.
+
+    Returns:
+        ``(message, invalid)``: the valid part (an :class:`AlertsMessage` with
+        the valid alerts in their order, a :class:`TelemetryMessage` whose
+        :attr:`~TelemetryMessage.telemetry` holds every decodable metric) or
+        ``None`` when nothing is left, and one :class:`InvalidItem` per rejected
+        item, in the order of the frame. Never raises for any ``data``.
+    """
+    try:
+        envelope = _decode(_salvage_decoder, data)
+    except ProtocolError as exc:
+        # Unless the type is not one with items, this says why the frame could
+        # not be split (a missing device_id), where ``reason`` may name an item.
+        if exc.reason != "unknown message type":
+            reason = exc.reason
+        return None, (InvalidItem(reason, _raw_text(data, scrub)),)
+    if isinstance(envelope, _AlertItems):
+        return _salvage_alerts(envelope, scrub)
+    return _salvage_telemetry(envelope, scrub)
+
+
+def invalid_binary_frame(
+    data: bytes, *, scrub: Callable[[str], str] | None = None
+) -> InvalidItem:
+    r"""Describe a binary frame, which the protocol never uses, as an InvalidItem.
+
+    Args:
+        data: The frame's payload.
+        scrub: As for :func:`salvage_server_message`.
+
+    Returns:
+        ``InvalidItem("binary frame", raw)``, where ``raw`` is the payload
+        decoded as UTF-8, each byte that is not UTF-8 written as ``\xNN``, cut
+        to :data:`INVALID_RAW_LIMIT` characters.
+    """
+    return InvalidItem("binary frame", _raw_text(data, scrub))
 
 
 def decode_client_message(

@@ -8,9 +8,11 @@ synchronously and with Hypothesis state machines.
 
 from __future__ import annotations
 
+import email.utils
 import enum
 from collections import Counter
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from typing import Final
 
 import attrs
@@ -30,6 +32,8 @@ __all__ = [
     "SubscriptionLedger",
     "default_retry_policy",
     "fatal_auth_policy",
+    "parse_retry_after",
+    "seed_retry_policy",
 ]
 
 SubscriptionKey = tuple[SubscriptionKind, "str | None"]
@@ -76,12 +80,13 @@ class ConnectionFailure:
         reason: A short, token-free description for events and logs.
         connected_for: Seconds the connection had been open (``CLOSED`` only).
         retry_after: Seconds the server asked us to wait (its ``Retry-After``
-            header on a rejected handshake), else ``None``.
+            header on a rejected handshake), else ``None``. Whenever present,
+            a retry waits at least this long, up to ``Backoff.max_delay``.
         repeats: How many failures just before this one, in a row, had the
             same kind, status code and close code (0 for the first). The
             manager fills it in before asking the retry policy; a connection
-            that stayed up long enough to reset the retry count (see
-            ``Backoff.reset_after``) breaks the row.
+            that stayed up ``max(Backoff.reset_after, Backoff.base)`` seconds
+            breaks the row.
     """
 
     kind: FailureKind
@@ -116,8 +121,12 @@ RetryPolicy = Callable[[ConnectionFailure], RetryVerdict]
 """Classifies a failure; the manager asks it after every failure."""
 
 
-def default_retry_policy(failure: ConnectionFailure) -> RetryVerdict:
-    """The browser client's policy: every failure is retried within the budget."""
+def seed_retry_policy(failure: ConnectionFailure) -> RetryVerdict:
+    """The browser client's policy: every failure is retried within the budget.
+
+    The browser sees only 1006 for a refused handshake, so it cannot tell a
+    wrong token from a server restart; pass this to get its behaviour back.
+    """
     return RetryVerdict.RETRY
 
 
@@ -149,9 +158,10 @@ class RetryRules:
 
     Each failure is looked up in this order:
 
-    1. Its HTTP status (rejected handshake) or close code (closed
-       connection) is in ``retry_now_statuses`` / ``retry_now_close_codes``
-       and the same outcome did not happen just before
+    1. Its HTTP status (rejected handshake), close code (closed
+       connection) or kind is in ``retry_now_statuses`` /
+       ``retry_now_close_codes`` / ``retry_now_kinds`` and the same outcome
+       did not happen just before
        (``failure.repeats == 0``): :attr:`RetryVerdict.RETRY_NOW`, one
        immediate attempt with a fresh token.
     2. Its status is in ``fatal_statuses``, its close code in
@@ -172,6 +182,8 @@ class RetryRules:
         retry_now_statuses: Statuses retried at once, the first time in a row.
         retry_now_close_codes: Close codes retried at once, the first time in
             a row (e.g. an application's "token expired" code).
+        retry_now_kinds: Failure kinds retried at once, the first time in a
+            row.
 
     Raises:
         ValueError: For a status or close code out of range.
@@ -193,6 +205,9 @@ class RetryRules:
     retry_now_close_codes: frozenset[int] = attrs.field(
         default=frozenset(), converter=_close_codes
     )
+    retry_now_kinds: frozenset[FailureKind] = attrs.field(
+        default=frozenset(), converter=_kind_set
+    )
 
     def __call__(self, failure: ConnectionFailure) -> RetryVerdict:
         """Classify ``failure`` by the rules above."""
@@ -200,6 +215,7 @@ class RetryRules:
         if failure.repeats == 0 and (
             (status is not None and status in self.retry_now_statuses)
             or (code is not None and code in self.retry_now_close_codes)
+            or failure.kind in self.retry_now_kinds
         ):
             return RetryVerdict.RETRY_NOW
         if (
@@ -211,22 +227,72 @@ class RetryRules:
         return RetryVerdict.RETRY
 
 
+#: 4xx answers that a later attempt may get past: 408 Request Timeout and
+#: 429 Too Many Requests.
+_RETRIED_CLIENT_ERRORS: Final = frozenset({408, 429})
+
+_DEFAULT_RULES: Final = RetryRules(
+    retry_now_statuses={401},
+    fatal_statuses=set(range(400, 500)) - _RETRIED_CLIENT_ERRORS,
+    retry_now_kinds={FailureKind.INVALID_TOKEN},
+    fatal_kinds={FailureKind.INVALID_TOKEN},
+)
+
+
+def default_retry_policy(failure: ConnectionFailure) -> RetryVerdict:
+    """Retry what may get better; stop on a handshake answer that will not.
+
+    * A 401, or a token that cannot be sent (``INVALID_TOKEN``), gets one
+      immediate retry with a fresh token; the same again in a row gives up.
+    * Any other 4xx answer gives up at once, except 408 and 429.
+    * Everything else is retried after the backoff delay: 5xx, 408, 429,
+      network, TLS, proxy and token-provider failures, and every close code
+      of an open connection.
+
+    Giving up publishes an error event and makes ``wait_connected()`` raise
+    :exc:`ConnectionGaveUp`. The same as ``RetryRules(retry_now_statuses={401},
+    fatal_statuses=set(range(400, 500)) - {408, 429},
+    retry_now_kinds={FailureKind.INVALID_TOKEN},
+    fatal_kinds={FailureKind.INVALID_TOKEN})``.
+    """
+    return _DEFAULT_RULES(failure)
+
+
 _FATAL_AUTH_RULES: Final = RetryRules(
     retry_now_statuses={401}, fatal_statuses={401, 403}
 )
 
 
 def fatal_auth_policy(failure: ConnectionFailure) -> RetryVerdict:
-    """A retry policy that stops hammering a server which refuses our credentials.
+    """Stop on refused credentials only; retry every other failure.
 
     A 401 gets one immediate retry with a fresh token (the provider may just
-    have refreshed it); a second 401 in a row, or any 403, stops the manager
-    with an error event, and ``wait_connected()`` raises
-    :exc:`ConnectionGaveUp`. Every other failure is retried as by
-    :func:`default_retry_policy`. The same as
+    have refreshed it); a second 401 in a row, or any 403, stops the manager.
+    Unlike :func:`default_retry_policy`, other 4xx answers (400, 404, ...)
+    and ``INVALID_TOKEN`` are retried after the backoff delay, as by
+    :func:`seed_retry_policy`. The same as
     ``RetryRules(retry_now_statuses={401}, fatal_statuses={401, 403})``.
     """
     return _FATAL_AUTH_RULES(failure)
+
+
+def parse_retry_after(value: str, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header value, or ``None`` if invalid.
+
+    Both forms of RFC 9110 are read: delay-seconds (``"120"``) and an
+    HTTP-date, counted from ``now`` (an aware datetime; default: the current
+    time). A date in the past means 0.
+    """
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if when.tzinfo is None:  # the asctime form: HTTP dates are always UTC
+        when = when.replace(tzinfo=timezone.utc)
+    return max((when - (now or datetime.now(timezone.utc))).total_seconds(), 0.0)
 
 
 @attrs.frozen
@@ -256,13 +322,22 @@ class RetryBudget:
     * A failure asks the policy; ``GIVE_UP`` stops at once. Otherwise it uses
       one retry; at ``backoff.max_retries`` used, the next failure gives up
       with :data:`MAX_RETRIES_MESSAGE`.
-    * A connection resets the count (and the row of repeated outcomes) once
-      it has stayed up ``backoff.reset_after`` seconds (at the handshake when
-      that is 0, as the browser client does): a server that accepts and
-      drops at once cannot refill the budget.
+    * A connection resets the count (so the delay starts over) once it has
+      stayed up ``backoff.reset_after`` seconds: at the handshake by default
+      (0), as the browser client does; with ``reset_after`` > 0 a server that
+      accepts and drops at once cannot refill the budget.
+    * The guards against loops, the row of repeated outcomes
+      (:attr:`ConnectionFailure.repeats`) and the last immediate retry, are
+      forgotten only once a connection has stayed up
+      ``max(reset_after, base)`` seconds (1 s by default): a server that
+      accepts and at once closes cannot turn "once, then stop" into
+      "forever", nor make ``RETRY_NOW`` a loop faster than the first delay.
     * ``RETRY_NOW`` waits 0 s, but only once in a row: a ``RETRY_NOW`` right
       after an immediate retry waits the backoff delay, so no policy can make
       a tight loop.
+    * A failure with :attr:`ConnectionFailure.retry_after` waits at least
+      that long, and never more than ``backoff.max_delay``:
+      ``min(max(retry_after, delay), max_delay)``.
     * ``reset()`` (an intentional disconnect) forgets everything.
     """
 
@@ -277,17 +352,18 @@ class RetryBudget:
     def on_connected(self, now: float) -> None:
         """Record a successful handshake at time ``now``."""
         self._connected_at = now
-        if self.backoff.reset_after == 0:
-            self.settle(now)
+        self.settle(now)
 
     def settle(self, now: float) -> None:
-        """Reset the count if the current connection has been up long enough."""
+        """Give back what the current connection has earned by staying up."""
         connected_at = self._connected_at
-        if connected_at is not None and now - connected_at >= self.backoff.reset_after:
+        if connected_at is None:
+            return
+        uptime = now - connected_at
+        if uptime >= self.backoff.reset_after:
             self.retries_used = 0
-            self._last_outcome = None
-            self._repeats = 0
-            self._last_was_immediate = False
+        if uptime >= max(self.backoff.reset_after, self.backoff.base):
+            self._forget_row()
 
     def on_failure(self, failure: ConnectionFailure, now: float) -> RetryDecision:
         """Decide what follows ``failure``, which happened at time ``now``.
@@ -308,16 +384,21 @@ class RetryBudget:
             return RetryDecision(None, give_up_message=MAX_RETRIES_MESSAGE)
         immediate = verdict is RetryVerdict.RETRY_NOW and not self._last_was_immediate
         delay = 0.0 if immediate else self.backoff.delay(self.retries_used)
+        if failure.retry_after is not None:
+            delay = min(max(failure.retry_after, delay), self.backoff.max_delay)
         self._last_was_immediate = immediate
         self.retries_used += 1
         return RetryDecision(delay, retry_count=self.retries_used)
 
     def reset(self) -> None:
         """Forget all failures (after an intentional disconnect)."""
-        self.retries_used = 0
         self._connected_at = None
+        self.retries_used = 0
+        self._forget_row()
+
+    def _forget_row(self) -> None:
+        # _repeats needs no reset: with no last outcome the next failure is 0.
         self._last_outcome = None
-        self._repeats = 0
         self._last_was_immediate = False
 
 

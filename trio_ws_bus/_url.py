@@ -6,10 +6,18 @@ import urllib.parse
 
 import attrs
 
-__all__ = ["WebSocketTarget", "redact_url", "resolve_target"]
+__all__ = ["TokenNotText", "WebSocketTarget", "redact_url", "resolve_target"]
 
 _SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 _REDACTED = "***"
+
+
+class TokenNotText(ValueError):
+    """The token cannot be sent: it is not valid text (a lone surrogate, ...).
+
+    Its message never holds the token, and it is raised without the
+    ``UnicodeEncodeError`` that would (that one quotes the whole token).
+    """
 
 
 @attrs.frozen(repr=False)
@@ -81,17 +89,24 @@ def check_base_url(base_url: str) -> None:
     _split_base(base_url)
 
 
-def resolve_target(base_url: str, token: str, *, path: str) -> WebSocketTarget:
+def resolve_target(base_url: str, token: str | None, *, path: str) -> WebSocketTarget:
     """Turn the base URL and a token into one attempt's target.
 
     ``http:`` becomes ``ws:`` and ``https:`` becomes ``wss:``; an empty path gets
     ``path``; the token is percent-encoded into the ``token`` query parameter
-    (replacing any ``token`` already there) and other parameters are kept.
+    (replacing any ``token`` already there; with ``token=None`` there is
+    none, for a token sent in a header) and other parameters are kept.
 
     Raises:
         ValueError: For an unsupported scheme, a missing host or a bad port.
+        TokenNotText: For a token that UTF-8 cannot encode.
     """
     parts = _split_base(base_url)
+    try:
+        if token is not None:
+            token.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TokenNotText("the token is not valid text (a lone surrogate)") from None
     scheme = _SCHEMES[parts.scheme.lower()]
     resource_path = parts.path if parts.path not in ("", "/") else path
     if not resource_path.startswith("/"):
@@ -103,13 +118,14 @@ def resolve_target(base_url: str, token: str, *, path: str) -> WebSocketTarget:
     ]
     # quote_via=quote with safe="" encodes every reserved character, so
     # "+ / = & # % space" in a token survive the trip to the server.
-    query = urllib.parse.urlencode(
-        [*kept, ("token", token)], quote_via=urllib.parse.quote, safe=""
-    )
+    if token is not None:
+        kept.append(("token", token))
+    query = urllib.parse.urlencode(kept, quote_via=urllib.parse.quote, safe="")
     host = parts.hostname
     assert host is not None  # checked by _split_base
     port = parts.port if parts.port is not None else (443 if scheme == "wss" else 80)
-    return WebSocketTarget(scheme, host, port, f"{resource_path}?{query}")
+    resource = f"{resource_path}?{query}" if query else resource_path
+    return WebSocketTarget(scheme, host, port, resource)
 
 
 def redact_url(url: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NoReturn
 
 if sys.version_info >= (3, 11):
@@ -11,7 +11,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - depends on the Python version
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = ["BaseExceptionGroup", "leaf_exceptions", "reraise_alone"]
+__all__ = [
+    "BaseExceptionGroup",
+    "fixup_module_metadata",
+    "leaf_exceptions",
+    "reraise_alone",
+]
 
 
 def leaf_exceptions(
@@ -38,3 +43,21 @@ def reraise_alone(exc: BaseException) -> NoReturn:
     finally:
         exc.__context__ = context
         del exc, context
+
+
+def fixup_module_metadata(module_name: str, namespace: Mapping[str, object]) -> None:
+    """Give the public names of ``namespace`` the module users import them from.
+
+    ``trio_ws_bus._bus.MessageBus`` becomes ``trio_ws_bus.MessageBus`` in reprs,
+    tracebacks, pickles and the rendered docs, as Trio does for its own names.
+    Only objects defined in a private submodule of ``module_name`` change, and
+    not msgspec Structs: msgspec evaluates their annotations in the module that
+    ``__module__`` names, so ``inspect.signature()`` would break.
+    """
+    private = module_name + "._"
+    for name, obj in namespace.items():
+        if not (isinstance(obj, type) or callable(obj)) or isinstance(obj, str):
+            continue  # values (a Topic is a str) keep their class's module
+        ours = getattr(obj, "__module__", "").startswith(private)
+        if ours and not name.startswith("_") and not hasattr(obj, "__struct_fields__"):
+            obj.__module__ = module_name

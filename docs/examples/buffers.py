@@ -102,12 +102,25 @@ async def slow_consumers() -> None:
         print(f"bus: {manager.bus.statistics().dropped} dropped in all")
 
 
+async def in_batches() -> None:
+    """Take everything buffered at once: one checkpoint per batch."""
+    bus = MessageBus()
+    async with bus.subscribe("n") as numbers:
+        for n in range(1, 7):
+            bus.publish("n", n)
+        bus.clear()  # nothing more will come: the loop ends after these
+        async for batch in numbers.batches(max_items=4):
+            print(f"got {batch}")
+
+
 async def main() -> None:
-    """Both demos."""
+    """The three demos."""
     print("-- the bus alone")
     await three_policies()
     print("-- behind a manager")
     await slow_consumers()
+    print("-- in batches")
+    await in_batches()
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from trio_ws_bus import (
     Telemetry,
     WebSocketManager,
     open_websocket_manager,
+    seed_retry_policy,
 )
 from trio_ws_bus.testing import (
     Opcode,
@@ -357,6 +358,7 @@ async def soak_scenario(
             bus=bus,
             transport=backend,
             backoff=Backoff(max_delay=30.0, max_retries=20),
+            retry_policy=seed_retry_policy,  # 401/403 rejections come and go here
         ) as manager:
             alerts_seen = Progress()
 

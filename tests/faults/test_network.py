@@ -245,11 +245,11 @@ async def test_half_open_connection_is_detected_by_the_heartbeat(
 @pytest.mark.parametrize(
     ("backoff", "close_code"),
     [
-        (Backoff(), None),
-        (Backoff(), 1013),
+        (Backoff(reset_after=10.0), None),
+        (Backoff(reset_after=10.0), 1013),
         (Backoff(reset_after=60.0), None),
     ],
-    ids=["default-drop", "default-1013", "reset-after-60-drop"],
+    ids=["reset-after-10-drop", "reset-after-10-1013", "reset-after-60-drop"],
 )
 async def test_flapping_server_spends_the_budget_without_a_tight_loop(
     backoff: Backoff,
@@ -257,7 +257,7 @@ async def test_flapping_server_spends_the_budget_without_a_tight_loop(
     autojump_clock: trio.testing.MockClock,
     task_census: TaskCensus,
 ) -> None:
-    """Accept-then-close forever: the seed schedule, 21 attempts, then give up."""
+    """Accept-then-close forever, reset_after opted in: seed schedule, give up."""
     before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.close_next(1000, code=close_code)
@@ -279,15 +279,38 @@ async def test_flapping_server_spends_the_budget_without_a_tight_loop(
     await task_census.assert_none_left(before)
 
 
+async def test_short_connections_never_end_the_feed_by_default(
+    autojump_clock: trio.testing.MockClock,
+    task_census: TaskCensus,
+) -> None:
+    """30 connections closed with 4001 at once: each retried 1 s later, then up."""
+    before = set(task_census.live)
+    async with open_reference_server(listen=False) as server:
+        server.close_next(30, code=4001)
+        tokens = TokenLog(server)
+        async with manager_on(server, token=tokens, ping_interval=None) as (
+            manager,
+            events,
+        ):
+            await server.wait_until(lambda s: len(s.all_connections) == 31)
+            await manager.wait_connected()
+            assert tokens.relative_times() == [float(n) for n in range(31)]
+            assert retries(events) == [1.0] * 30
+            assert {e.retry_count for e in events if e.retry_in is not None} == {1}
+    await task_census.assert_none_left(before)
+
+
 async def test_connection_that_stays_up_gives_the_retries_back(
     autojump_clock: trio.testing.MockClock,
     task_census: TaskCensus,
 ) -> None:
-    """After flapping, a connection up for 10 s resets the count: next wait is 1 s."""
+    """reset_after=10: a connection up for 10 s resets the count; next wait is 1 s."""
     before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.close_next(4)
-        async with manager_on(server, ping_interval=None) as (manager, events):
+        async with manager_on(
+            server, ping_interval=None, backoff=Backoff(reset_after=10.0)
+        ) as (manager, events):
             await server.wait_until(lambda s: len(s.all_connections) == 5)
             await manager.wait_connected()
             assert retries(events) == [1.0, 2.0, 4.0, 8.0]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import shlex
 import signal
+import textwrap
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, closing, contextmanager
 from typing import TYPE_CHECKING, Final, NoReturn
 
 import attrs
@@ -23,7 +24,9 @@ from .._bus import CONNECTION_TOPIC, MessageBus, Subscription
 from .._errors import ConnectionGaveUp
 from .._events import ConnectionStatus
 from .._manager import WebSocketManager, _is_loopback, open_websocket_manager
-from .._transport import Transport
+from .._proxy import ProxyURL
+from .._secrets import Redactor
+from .._transport import ProxyTransport, Transport
 from .._url import redact_url
 from ._output import EVENT_BUFFER, Output, Tally, plural, records_from
 from ._tokens import CommandToken, TokenSource, TokenSourceError, token_provider
@@ -60,14 +63,50 @@ EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 """Interrupted by Ctrl-C (SIGINT); SIGTERM gives 143 (128 + signal number)."""
 
-EXIT_STATUS_HELP: Final = """\
-exit status:
-  0    finished (duration reached; the demo ran to the end)
-  1    gave up (retries used up, no token) or another runtime failure
-  2    usage error (bad option, URL or token source)
-  130  interrupted by Ctrl-C (143 for SIGTERM); the connection is closed
-       with code 1000 and the summary is still printed
-"""
+_INTERRUPTED_HELP: Final = "interrupted by Ctrl-C (143 for SIGTERM)"
+
+
+def _exit_statuses(ok: str, failure: str, usage: str, interrupted: str) -> str:
+    codes = (EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED)
+    texts = (ok, failure, usage, interrupted)
+    return "exit status:\n" + "".join(
+        textwrap.fill(
+            text, 79, initial_indent=f"  {code:<5}", subsequent_indent=" " * 7
+        )
+        + "\n"
+        for code, text in zip(codes, texts, strict=True)
+    )
+
+
+EXIT_STATUS_HELP: Final = {
+    "trio-ws-bus": _exit_statuses(
+        "the command finished",
+        "a runtime failure (each command's --help says which)",
+        "usage error: a bad option or argument",
+        _INTERRUPTED_HELP,
+    ),
+    "demo": _exit_statuses(
+        "the demo ran to the end",
+        "a runtime failure, such as the missing 'testing' extra (PyJWT)",
+        "usage error: a bad option",
+        _INTERRUPTED_HELP + "; the summary is still printed",
+    ),
+    "listen": _exit_statuses(
+        "--duration ran out after a connection was made",
+        "gave up (retries used up, no token, a failure retrying cannot fix), "
+        "or --duration ran out without ever connecting",
+        "usage error: a bad option, URL or token source",
+        _INTERRUPTED_HELP + "; the connection is closed with code 1000 and "
+        "the summary is still printed",
+    ),
+    "serve": _exit_statuses(
+        "--duration ran out",
+        "cannot listen (port in use, no IPv6), or the missing 'testing' extra (PyJWT)",
+        "usage error: a bad option or secret source",
+        _INTERRUPTED_HELP,
+    ),
+}
+"""The ``exit status:`` section of each command's ``--help``, by command."""
 
 
 class UsageError(Exception):
@@ -320,6 +359,7 @@ class ListenSettings:
         json: JSON lines instead of text.
         max_retries: Retries before giving up.
         duration: Seconds to run; ``None``: until Ctrl-C or giving up.
+        proxy: The proxy to tunnel through, if any.
     """
 
     url: str
@@ -329,6 +369,7 @@ class ListenSettings:
     json: bool = False
     max_retries: int = 20
     duration: float | None = None
+    proxy: ProxyURL | None = None
 
 
 def _clear_text_warning(url: str) -> str | None:
@@ -372,6 +413,20 @@ async def run_listen(
             raise UsageError(str(exc)) from None
     if stop.signum is not None:
         return stop.exit_code(EXIT_OK)
+    with closing(Redactor()) as redactor:  # lives until the last line is out
+        redactor.remember(first)
+        return await _listen(settings, first, redactor, out, stop, transport)
+
+
+async def _listen(
+    settings: ListenSettings,
+    first: str,
+    redactor: Redactor,
+    out: Output,
+    stop: Stop,
+    transport: Transport | None,
+) -> int:
+    source = settings.token_source
     warning = _clear_text_warning(settings.url)
     if warning:
         out.note(warning)
@@ -379,15 +434,20 @@ async def run_listen(
     bus = MessageBus()
     gave_up: str | None = None
     timeout = source.timeout if isinstance(source, CommandToken) else 0.0
+    via = ""
+    if settings.proxy is not None:
+        via = f" through proxy {settings.proxy.address}"
+        if transport is None:
+            transport = ProxyTransport(settings.proxy)
     async with bus.subscribe("*", max_buffer=EVENT_BUFFER) as events:
         out.text(
-            f"trio-ws-bus listen: {redact_url(settings.url)}, token from "
+            f"trio-ws-bus listen: {redact_url(settings.url)}{via}, token from "
             f"{source.describe()}; Ctrl-C to stop"
         )
         printer = _Printer(events, out, start)
         async with open_websocket_manager(
             settings.url,
-            token=token_provider(source, first, out.note),
+            token=token_provider(source, first, out.note, redactor),
             bus=bus,
             backoff=Backoff(max_retries=settings.max_retries),
             open_timeout=max(10.0, timeout + 5.0),
@@ -400,13 +460,15 @@ async def run_listen(
                     gave_up = await wait_for_give_up(manager)
                     nursery.cancel_scope.cancel()
         printer.drain()
+        statistics = manager.statistics()
         out.summary(
             printer.tally.summary(
-                trio.current_time() - start,
-                manager.statistics(),
-                bus.statistics().dropped,
+                trio.current_time() - start, statistics, bus.statistics().dropped
             )
         )
+    if gave_up is None and stop.signum is None and not statistics.connections:
+        # --duration ran out: a health check must not pass without a connection.
+        gave_up = f"never connected in {settings.duration:g} s"
     if gave_up is not None and stop.signum is None:
         out.note(give_up_message(gave_up, printer.tally.errors))
         return EXIT_FAILURE
@@ -432,6 +494,8 @@ class ServeSettings:
         seed: Seed of the synthetic feed.
         duration: Seconds to run; ``None``: until Ctrl-C.
         drop_every: Drop every connection this often (seconds), if set.
+        secret: The HS256 secret tokens are signed with; ``None``: a new
+            random one (tokens of an earlier run are then refused).
     """
 
     host: str = "127.0.0.1"
@@ -440,6 +504,7 @@ class ServeSettings:
     seed: int = 1
     duration: float | None = None
     drop_every: float | None = None
+    secret: str | None = attrs.field(default=None, repr=False)
 
 
 def _client_counts(server: ReferenceServer) -> tuple[int, int, int]:
@@ -465,8 +530,8 @@ async def run_serve(settings: ServeSettings, out: Output, stop: Stop) -> int:
     """Run the reference server with the synthetic feed until stopped.
 
     The first line printed is the server's base URL; then a demo token (on
-    purpose: it only opens this throw-away server) and a ready ``listen``
-    command line.
+    purpose: it only opens this throw-away server), a ready ``listen``
+    command line and the endpoint's full URL for any WebSocket client.
 
     Returns:
         The exit status.
@@ -482,7 +547,9 @@ async def run_serve(settings: ServeSettings, out: Output, stop: Stop) -> int:
     async with AsyncExitStack() as stack:
         try:
             server = await stack.enter_async_context(
-                open_reference_server(host=settings.host, port=settings.port)
+                open_reference_server(
+                    host=settings.host, port=settings.port, secret=settings.secret
+                )
             )
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
@@ -500,7 +567,7 @@ async def run_serve(settings: ServeSettings, out: Output, stop: Stop) -> int:
         out.line(f"token     {token}  (HS256, valid {DEMO_TOKEN_TTL / 3600:g} h)")
         out.line(f"devices   {' '.join(devices)}")
         out.line(f"listen    {_TOKEN_VARIABLE}={shlex.quote(token)} {listen}")
-        out.line(f"browser   {server.websocket_url(token)}")
+        out.line(f"endpoint  {server.websocket_url(token)}")
         out.line("Ctrl-C to stop")
         feed = SyntheticFeed(
             server,

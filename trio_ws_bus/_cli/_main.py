@@ -21,6 +21,7 @@ from typing import NoReturn, TextIO
 
 import trio
 
+from .._proxy import ProxyURL
 from .._url import check_base_url
 from .._util import BaseExceptionGroup, leaf_exceptions, reraise_alone
 from .._version import __version__
@@ -46,6 +47,7 @@ from ._tokens import (
     EnvToken,
     FileToken,
     TokenSource,
+    TokenSourceError,
 )
 
 __all__ = ["build_parser", "main"]
@@ -103,7 +105,7 @@ def build_parser(prog: str = "trio-ws-bus") -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
         description="Live alerts and device telemetry over a WebSocket, for Trio.",
-        epilog=EXIT_STATUS_HELP,
+        epilog=EXIT_STATUS_HELP["trio-ws-bus"],
         formatter_class=formatter,
         allow_abbrev=False,
     )
@@ -128,7 +130,7 @@ def build_parser(prog: str = "trio-ws-bus") -> argparse.ArgumentParser:
             parents=[common],
             help=summary,
             description=textwrap.fill(description, 79),
-            epilog=EXIT_STATUS_HELP,
+            epilog=EXIT_STATUS_HELP[name],
             formatter_class=formatter,
             allow_abbrev=False,
         )
@@ -159,9 +161,11 @@ def build_parser(prog: str = "trio-ws-bus") -> argparse.ArgumentParser:
             "serve",
             "run the reference server with a synthetic feed",
             "Run the reference server with a synthetic feed on a loopback "
-            "address, for 'listen' or the browser client. The first line "
-            "printed is the base URL; a demo token follows. Needs the "
-            "'testing' extra (PyJWT).",
+            "address, for 'listen' or any WebSocket client. The first line "
+            "printed is the base URL; a token follows, signed with the "
+            "server's secret: a new random one per start, or a stable one "
+            "from --secret-env or --secret-file, so that tokens survive a "
+            "restart. Needs the 'testing' extra (PyJWT).",
         )
     )
     return parser
@@ -239,6 +243,12 @@ def _add_listen_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="subscribe to a device's telemetry (repeatable)",
     )
+    parser.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="tunnel through this proxy: http://, socks5://, socks5h:// or "
+        "socks4://, with user:password@ if it needs them (never printed)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument(
         "--max-retries",
@@ -274,6 +284,15 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=_seconds,
         metavar="SECONDS",
         help="stop after this long (default: run until Ctrl-C)",
+    )
+    secrets = parser.add_argument_group(
+        "secret (default: a new random one per start)"
+    ).add_mutually_exclusive_group()
+    secrets.add_argument(
+        "--secret-env", metavar="VAR", help="read the HS256 secret from this variable"
+    )
+    secrets.add_argument(
+        "--secret-file", metavar="PATH", help="read the HS256 secret from this file"
     )
     parser.add_argument(
         "--drop-every",
@@ -330,6 +349,10 @@ def _listen_settings(args: argparse.Namespace) -> ListenSettings:
             raise UsageError("--token-command is empty")
         source = CommandToken(tuple(argv), timeout=args.token_timeout)
     devices = tuple(dict.fromkeys(args.devices or ()))
+    try:
+        proxy = None if args.proxy is None else ProxyURL.parse(args.proxy)
+    except ValueError as exc:
+        raise UsageError(f"bad --proxy: {exc}") from None
     return ListenSettings(
         url=url,
         token_source=source,
@@ -338,7 +361,22 @@ def _listen_settings(args: argparse.Namespace) -> ListenSettings:
         json=args.json,
         max_retries=args.max_retries,
         duration=args.duration,
+        proxy=proxy,
     )
+
+
+def _serve_secret(args: argparse.Namespace) -> str | None:
+    """The secret ``serve`` signs with, from --secret-env or --secret-file."""
+    if args.secret_env is not None:
+        source: EnvToken | FileToken = EnvToken(args.secret_env)
+    elif args.secret_file is not None:
+        source = FileToken(args.secret_file, what="secret file")
+    else:
+        return None
+    try:
+        return source.read()
+    except TokenSourceError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _require_testing_kit(command: str) -> None:
@@ -368,6 +406,7 @@ def _prepare(args: argparse.Namespace, out: Output) -> Callable[[Stop], Awaitabl
         out.width = len(f"device-{demo.devices}")
         return lambda stop: run_demo(demo, out, stop)
     serve = ServeSettings(
+        secret=_serve_secret(args),
         host=args.host,
         port=args.port,
         devices=args.devices,

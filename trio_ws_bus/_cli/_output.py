@@ -1,7 +1,9 @@
 """What the ``trio-ws-bus`` commands print: records, lines, summaries.
 
 Pure functions from what the bus delivered to text or JSON lines, so they
-are tested without I/O. :class:`Output` is the one place that writes.
+are tested without I/O. :class:`Output` is the one place that writes, and
+everything it writes is scrubbed of the live tokens first (a server may
+echo one in an error message, a close reason or any field).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .._bus import ALERTS_TOPIC, CONNECTION_TOPIC, ERROR_TOPIC
 from .._events import ConnectionEvent, ConnectionStatus
 from .._manager import ManagerStatistics
 from .._protocol import Alert, Telemetry
+from .._secrets import Redactor
 
 __all__ = [
     "EVENT_BUFFER",
@@ -32,6 +35,7 @@ __all__ = [
     "format_text",
     "printable",
     "records_from",
+    "scrubbed",
     "topic_of",
     "use_color",
 ]
@@ -322,11 +326,24 @@ def use_color(stream: TextIO, environ: Mapping[str, str]) -> bool:
     return bool(isatty is not None and isatty())
 
 
+def scrubbed(value: Any) -> Any:
+    """``value`` with the live tokens scrubbed from every str in it, keys too."""
+    if isinstance(value, str):
+        return Redactor.scrub_all(value)
+    if isinstance(value, Mapping):
+        return {scrubbed(key): scrubbed(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrubbed(item) for item in value]
+    return value
+
+
 @attrs.define(eq=False)
 class Output:
     """Where a command writes: records and summary to ``out``, notes to ``err``.
 
-    Every line is flushed at once, so a pipe reader sees it immediately.
+    Every line is scrubbed of the live tokens and flushed at once, so a pipe
+    reader sees it immediately. A record is scrubbed before it is formatted:
+    a token cut short by the format would no longer be found.
 
     Attributes:
         out: Standard output.
@@ -346,7 +363,7 @@ class Output:
 
     def line(self, text: str) -> None:
         """Write one line to ``out``."""
-        print(text, file=self.out, flush=True)
+        print(Redactor.scrub_all(text), file=self.out, flush=True)
 
     def text(self, text: str) -> None:
         """Write a line meant for people (headers): skipped in JSON mode."""
@@ -355,10 +372,11 @@ class Output:
 
     def note(self, text: str) -> None:
         """Write ``prog: text`` to ``err``."""
-        print(f"{self.prog}: {text}", file=self.err, flush=True)
+        print(Redactor.scrub_all(f"{self.prog}: {text}"), file=self.err, flush=True)
 
     def record(self, record: Record) -> None:
         """Write a record as a text or JSON line."""
+        record = attrs.evolve(record, fields=scrubbed(record.fields))
         if self.json:
             self.line(format_json(record))
         else:

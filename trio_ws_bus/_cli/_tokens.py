@@ -13,6 +13,8 @@ from typing import Final
 import attrs
 import trio
 
+from .._secrets import Redactor
+
 __all__ = [
     "TOKEN_COMMAND_TIMEOUT",
     "CommandToken",
@@ -48,33 +50,46 @@ class EnvToken:
         """Say where the token comes from (never the token itself)."""
         return f"environment variable {self.name}"
 
-    async def fetch(self) -> str:
+    def read(self) -> str:
         """Return the variable's value, whitespace stripped.
 
         Raises:
-            TokenSourceError: If the variable is unset or blank.
+            TokenSourceError: If the variable is unset, blank or holds more
+                than one line.
         """
-        await trio.lowlevel.checkpoint()
         value = self.environ.get(self.name)
         if value is None:
             raise TokenSourceError(f"environment variable {self.name} is not set")
-        if not value.strip():
-            raise TokenSourceError(f"environment variable {self.name} is empty")
-        return value.strip()
+        return _one_line(value, f"environment variable {self.name}")
+
+    async def fetch(self) -> str:
+        """Return the variable's value (see :meth:`read`)."""
+        await trio.lowlevel.checkpoint()
+        return self.read()
 
 
-def _read_token_file(path: str) -> str:
+def _one_line(text: str, source: str) -> str:
+    """``text`` stripped; blank, or more than one line, is never a token."""
+    text = text.strip()
+    if not text:
+        raise TokenSourceError(f"{source} is empty")
+    if len(text.splitlines()) > 1:
+        raise TokenSourceError(f"{source} has more than one line")
+    return text
+
+
+def _read_text(path: str, source: str) -> str:
     # A token file is tiny: read it in this thread. (A worker thread would
     # also let MockClock jump past the manager's open_timeout in tests.)
     try:
         with open(path, encoding="utf-8") as file:
-            return file.read(64 * 1024).strip()
+            return file.read(64 * 1024)
     except OSError as exc:
         raise TokenSourceError(
-            f"cannot read token file {path}: {exc.strerror or type(exc).__name__}"
+            f"cannot read {source}: {exc.strerror or type(exc).__name__}"
         ) from None
     except UnicodeDecodeError:
-        raise TokenSourceError(f"token file {path} is not UTF-8 text") from None
+        raise TokenSourceError(f"{source} is not UTF-8 text") from None
 
 
 @attrs.frozen
@@ -85,26 +100,31 @@ class FileToken:
 
     Attributes:
         path: The file.
+        what: What the file holds, as messages name it.
     """
 
     path: str
+    what: str = attrs.field(default="token file", kw_only=True)
 
     def describe(self) -> str:
         """Say where the token comes from (never the token itself)."""
         return f"file {self.path}"
 
-    async def fetch(self) -> str:
+    def read(self) -> str:
         """Return the file's content, whitespace stripped.
 
         Raises:
-            TokenSourceError: If the file cannot be read or is blank (a
-                refresher may be rewriting it: the manager retries).
+            TokenSourceError: If the file cannot be read, is blank (a
+                refresher may be rewriting it: the manager retries) or holds
+                more than one line.
         """
+        source = f"{self.what} {self.path}"
+        return _one_line(_read_text(self.path, source), source)
+
+    async def fetch(self) -> str:
+        """Return the file's content (see :meth:`read`)."""
         await trio.lowlevel.checkpoint()
-        token = _read_token_file(self.path)
-        if not token:
-            raise TokenSourceError(f"token file {self.path} is empty")
-        return token
+        return self.read()
 
 
 @attrs.frozen
@@ -166,9 +186,15 @@ TokenSource = EnvToken | FileToken | CommandToken
 
 
 def token_provider(
-    source: TokenSource, first: str | None, report: Callable[[str], None]
+    source: TokenSource,
+    first: str | None,
+    report: Callable[[str], None],
+    redactor: Redactor,
 ) -> Callable[[], Awaitable[str]]:
     """Make the manager's token provider: ``first`` once, then a fresh fetch.
+
+    Each token is remembered by ``redactor`` before the manager gets it, so
+    whatever the command prints is scrubbed of the live token.
 
     ``listen`` checks its token source before it starts (a failure there is a
     usage error); that token serves the first attempt, and every later
@@ -181,11 +207,14 @@ def token_provider(
     async def provide() -> str:
         if pending:
             await trio.lowlevel.checkpoint()
-            return pending.pop()
-        try:
-            return await source.fetch()
-        except TokenSourceError as exc:
-            report(f"token: {exc}")
-            raise
+            token = pending.pop()
+        else:
+            try:
+                token = await source.fetch()
+            except TokenSourceError as exc:
+                report(f"token: {exc}")
+                raise
+        redactor.remember(token)
+        return token
 
     return provide

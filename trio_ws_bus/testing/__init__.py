@@ -31,10 +31,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .._util import fixup_module_metadata
+
 if TYPE_CHECKING:
     from ._connection import (
         ServerConnection as ServerConnection,
         SubscriptionKey as SubscriptionKey,
+        TokenLocation as TokenLocation,
     )
     from ._factories import ALERT_FIELDS as ALERT_FIELDS, make_alert as make_alert
     from ._frames import (
@@ -65,6 +68,7 @@ __all__ = [
     "ReferenceServer",
     "ServerConnection",
     "SubscriptionKey",
+    "TokenLocation",
     "encode_frame",
     "http_response",
     "make_alert",
@@ -90,6 +94,7 @@ _SOURCES = {
     "ReferenceServer": "._server",
     "ServerConnection": "._connection",
     "SubscriptionKey": "._connection",
+    "TokenLocation": "._connection",
     "make_alert": "._factories",
     "open_reference_server": "._server",
 }
@@ -97,15 +102,17 @@ _SOURCES = {
 if not TYPE_CHECKING:  # for type checkers, the imports above are the truth
 
     def __getattr__(name: str) -> Any:
-        try:
-            source = _SOURCES[name]
-        except KeyError:
-            raise AttributeError(
-                f"module {__name__!r} has no attribute {name!r}"
-            ) from None
-        value = getattr(importlib.import_module(source, __name__), name)
-        globals()[name] = value
-        return value
+        if name not in _SOURCES:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        # All at once, so every public class already has its public
+        # __module__ when another name's signature mentions it.
+        namespace = {
+            public: getattr(importlib.import_module(source, __name__), public)
+            for public, source in _SOURCES.items()
+        }
+        fixup_module_metadata(__name__, namespace)
+        globals().update(namespace)
+        return namespace[name]
 
     def __dir__() -> list[str]:
         return sorted({*globals(), *__all__})

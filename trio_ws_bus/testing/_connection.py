@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto.utilities import LocalProtocolError
 
+from .._logs import get_logger
 from .._reconnect import SubscriptionKey
 
-__all__ = ["PEER_GONE", "ServerConnection", "SubscriptionKey"]
+__all__ = ["PEER_GONE", "ServerConnection", "SubscriptionKey", "TokenLocation"]
 
-logger = logging.getLogger("trio_ws_bus.testing")
+logger = get_logger("trio_ws_bus.testing")
 
 
 # What a send or receive raises when the peer vanished or the connection is
@@ -27,6 +27,9 @@ PEER_GONE = (
     trio.BrokenResourceError,
     trio.ClosedResourceError,
 )
+
+TokenLocation = Literal["query", "header"]
+"""Where a client put its token: the ``token`` query parameter or a bearer header."""
 
 _ACKS = {"subscribe": "subscribed", "unsubscribe": "unsubscribed"}
 
@@ -53,6 +56,8 @@ class ServerConnection:
         *,
         connection_id: int,
         token: str | None,
+        token_location: TokenLocation,
+        subprotocol: str | None,
         request: WebSocketRequest,
         stream: trio.abc.Stream,
         on_change: Callable[[], None],
@@ -61,6 +66,8 @@ class ServerConnection:
     ) -> None:
         self._id = connection_id
         self._token = token
+        self._token_location: TokenLocation = token_location
+        self._subprotocol = subprotocol
         self._request = request
         self._ws: WebSocketConnection | None = None
         self._accepted = trio.Event()  # set once accept() is over, even if it failed
@@ -90,6 +97,39 @@ class ServerConnection:
     def token(self) -> str | None:
         """The raw token the client presented in its handshake."""
         return self._token
+
+    @property
+    def token_location(self) -> TokenLocation:
+        """Where the client put its token: ``"query"`` or ``"header"``."""
+        return self._token_location
+
+    @property
+    def request_target(self) -> str:
+        """The target of the handshake's request line: path and query, as sent."""
+        return self._request.path
+
+    @property
+    def request_headers(self) -> list[tuple[str, str]]:
+        """The handshake request's headers, in order, names in lower case.
+
+        Without ``Host``, ``Sec-WebSocket-Extensions`` and
+        ``Sec-WebSocket-Protocol``, which the WebSocket layer consumes (see
+        :attr:`offered_subprotocols`). Values are decoded as Latin-1.
+        """
+        return [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in self._request.headers
+        ]
+
+    @property
+    def offered_subprotocols(self) -> tuple[str, ...]:
+        """The subprotocols the client proposed, in its order of preference."""
+        return self._request.proposed_subprotocols
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the server accepted, or ``None`` for none."""
+        return self._subprotocol
 
     @property
     def subscriptions(self) -> list[SubscriptionKey]:
@@ -235,7 +275,9 @@ class ServerConnection:
         """Accept, then read, apply and acknowledge messages until the end."""
         try:
             try:
-                ws = self._ws = await self._request.accept()
+                ws = self._ws = await self._request.accept(
+                    subprotocol=self._subprotocol
+                )
             finally:
                 self._accepted.set()
             if self._close_at_once is not None:

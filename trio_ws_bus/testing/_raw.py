@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import trio
 
+from .._logs import get_logger
 from .._util import BaseExceptionGroup, reraise_alone
 from ._memory import MemoryTransport
 from ._server import check_host
 
 __all__ = ["RawAnswer", "RawHttpServer", "open_raw_http_server"]
 
-logger = logging.getLogger("trio_ws_bus.testing")
+logger = get_logger("trio_ws_bus.testing")
 
 RawAnswer = bytes | Callable[[bytes], bytes]
 """What a :class:`RawHttpServer` sends: bytes, or a function of the request head."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import secrets
 import ssl
@@ -19,8 +18,9 @@ import attrs
 import trio
 from trio_websocket import WebSocketRequest, wrap_server_stream
 
+from .._logs import get_logger
 from .._util import BaseExceptionGroup, reraise_alone
-from ._connection import PEER_GONE, ServerConnection
+from ._connection import PEER_GONE, ServerConnection, TokenLocation
 from ._memory import MemoryTransport
 
 try:
@@ -32,7 +32,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 
 __all__ = ["ReferenceServer", "open_reference_server"]
 
-logger = logging.getLogger("trio_ws_bus.testing")
+logger = get_logger("trio_ws_bus.testing")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 """The only hosts the reference server binds to."""
@@ -131,10 +131,16 @@ class ReferenceServer:
     ``stall_next``.
 
     Handshake rules, in order: a scripted rejection (:meth:`reject_next`) wins;
-    then the path must equal ``path`` (else 404); then the ``token`` query
-    parameter must be an unexpired HS256 JWT signed with :attr:`secret`
-    (else 401 with body ``missing token``, ``token expired`` or
-    ``invalid token``). An accepted connection may then be ended at once by
+    then the path must equal ``path`` (else 404); then the token, taken from
+    the ``token`` query parameter or an ``Authorization: Bearer <token>``
+    header, must be an unexpired HS256 JWT signed with :attr:`secret` (else
+    401 with body ``missing token``, ``token expired`` or ``invalid token``).
+    A request with a token in both places is refused with 400 ``token in
+    query and header``: a client sends it in one place, and the server will
+    not guess which one counts. An ``Authorization`` header of another scheme
+    than ``Bearer`` is no token. Then the server picks its subprotocol (the
+    first one the client proposes that the server offers, or none) and
+    accepts. An accepted connection may then be ended at once by
     :meth:`close_next`.
 
     More misbehaviour: :meth:`send_after_subscribe` (a message after every
@@ -144,10 +150,18 @@ class ReferenceServer:
     arbitrary bytes instead.
     """
 
-    def __init__(self, nursery: trio.Nursery, *, secret: str, path: str) -> None:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        secret: str,
+        path: str,
+        subprotocols: Sequence[str] = (),
+    ) -> None:
         self._nursery = nursery
         self._secret = secret
         self._path = path
+        self._subprotocols = tuple(subprotocols)
         self._host: str | None = None
         self._port: int | None = None
         self._transport = MemoryTransport(
@@ -214,6 +228,11 @@ class ReferenceServer:
     def path(self) -> str:
         """The endpoint path handshakes must use."""
         return self._path
+
+    @property
+    def subprotocols(self) -> tuple[str, ...]:
+        """The subprotocols the server supports (see :func:`open_reference_server`)."""
+        return self._subprotocols
 
     @property
     def transport(self) -> MemoryTransport:
@@ -355,9 +374,11 @@ class ReferenceServer:
 
     @property
     def tokens_seen(self) -> list[str | None]:
-        """The raw ``token`` of every handshake, accepted or rejected, in order.
+        """The raw token of every handshake, accepted or rejected, in order.
 
-        ``None`` stands for a handshake without a ``token`` query parameter.
+        From the query or the ``Authorization`` header, wherever the client put
+        it (the query's when it put it in both). ``None`` stands for a
+        handshake without a token.
         """
         return list(self._tokens_seen)
 
@@ -595,7 +616,13 @@ class ReferenceServer:
         """Accept or reject one handshake; serve the connection if accepted."""
         target = urllib.parse.urlsplit(request.path)
         tokens = urllib.parse.parse_qs(target.query, keep_blank_values=True)
-        token = tokens["token"][0] if "token" in tokens else None
+        presented: dict[TokenLocation, str] = {}
+        if "token" in tokens:
+            presented["query"] = tokens["token"][0]
+        bearer = _bearer_token(request.headers)
+        if bearer is not None:
+            presented["header"] = bearer
+        token = next(iter(presented.values()), None)
         self._handshakes += 1
         self._tokens_seen.append(token)
         self._changed()
@@ -608,14 +635,23 @@ class ReferenceServer:
         if target.path != self._path:
             await self._reject(request, 404, b"not found", [])
             return
+        if len(presented) > 1:
+            await self._reject(request, 400, b"token in query and header", [])
+            return
         problem = self._token_problem(token)
         if problem is not None:
             await self._reject(request, 401, problem, [])
             return
         assert isinstance(stream, _EofWatchingStream)
+        [token_location] = presented
         conn = ServerConnection(
             connection_id=len(self._connections) + 1,
             token=token,
+            token_location=token_location,
+            subprotocol=next(
+                (p for p in request.proposed_subprotocols if p in self._subprotocols),
+                None,
+            ),
             request=request,
             stream=stream,
             on_change=self._changed,
@@ -650,6 +686,15 @@ class ReferenceServer:
         )
 
 
+def _bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else ``None``."""
+    for name, value in headers:
+        scheme, _, token = value.decode("latin-1").partition(" ")
+        if name == b"authorization" and scheme.lower() == "bearer":
+            return token.strip()
+    return None
+
+
 def check_host(host: str) -> None:
     """Raise ``ValueError`` unless ``host`` is one of :data:`LOOPBACK_HOSTS`."""
     if host not in LOOPBACK_HOSTS:
@@ -668,6 +713,7 @@ async def open_reference_server(
     listen: bool = True,
     path: str = "/api/v2/ws",
     ssl_context: ssl.SSLContext | None = None,
+    subprotocols: Sequence[str] = (),
 ) -> AsyncIterator[ReferenceServer]:
     """Run a reference server for the duration of the ``async with`` block.
 
@@ -688,6 +734,9 @@ async def open_reference_server(
         ssl_context: A server-side TLS context (e.g. from ``trustme``): the
             socket then speaks TLS and :attr:`ReferenceServer.url` is
             ``https://``. The in-memory transport never uses TLS.
+        subprotocols: The subprotocols the server supports. It accepts the
+            first one the client proposes that is among them, and a client
+            that proposes none of them without a subprotocol.
 
     Yields:
         The running server.
@@ -695,8 +744,11 @@ async def open_reference_server(
     Raises:
         ValueError: If ``host`` is not a loopback host, ``secret`` is empty,
             or ``ssl_context`` is given with ``listen=False``.
+        TypeError: If ``subprotocols`` is a single string.
     """
     check_host(host)
+    if isinstance(subprotocols, str):
+        raise TypeError("subprotocols must be a sequence of strings, not one string")
     if secret is None:
         secret = secrets.token_urlsafe(32)
     elif not secret:
@@ -705,7 +757,9 @@ async def open_reference_server(
         raise ValueError("ssl_context needs listen=True (no TLS in memory)")
     try:
         async with trio.open_nursery() as nursery:
-            server = ReferenceServer(nursery, secret=secret, path=path)
+            server = ReferenceServer(
+                nursery, secret=secret, path=path, subprotocols=subprotocols
+            )
             try:
                 if listen:
                     await server._listen(host, port, ssl_context)

@@ -1,0 +1,148 @@
+"""trio_ws_bus.otel: statistics() as OpenTelemetry metrics, read by the SDK."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+
+import pytest
+import trio
+import trio.testing
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from trio_ws_bus import WebSocketManager, open_websocket_manager
+from trio_ws_bus.otel import instrument
+from trio_ws_bus.testing import ReferenceServer, make_alert, open_reference_server
+
+
+def collect(reader: InMemoryMetricReader) -> dict[str, float]:
+    """Every data point as ``name`` or ``name{key=value}`` -> value."""
+    points: dict[str, float] = {}
+    data = reader.get_metrics_data()
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    labels = "".join(
+                        f"{{{k}={v}}}" for k, v in point.attributes.items()
+                    )
+                    points[metric.name + labels] = point.value
+    return points
+
+
+@pytest.fixture
+def reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ReferenceServer]:
+    async with open_reference_server(listen=False) as server:
+        yield server
+
+
+def connect(server: ReferenceServer) -> AbstractAsyncContextManager[WebSocketManager]:
+    return open_websocket_manager(
+        "http://localhost", token=server.issue_token(), transport=server.transport
+    )
+
+
+async def busy_manager(server: ReferenceServer, manager: WebSocketManager) -> None:
+    """Three alerts into a one-slot subscription, one invalid frame, one drop."""
+    await server.wait_subscribed("alerts")
+    for number in (1, 2, 3):
+        await server.publish_alerts([make_alert(number)])
+    await server.send_raw("not json")
+    await server.drop_connections()
+    await server.wait_handshakes(2)
+    await manager.wait_connected()
+    await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_metrics_report_the_statistics(
+    server: ReferenceServer, reader: InMemoryMetricReader, autojump_clock: object
+) -> None:
+    """Messages, invalid, drops, attempts, reconnects and state become metrics."""
+    async with connect(server) as manager:
+        instrument(manager, meter_provider=MeterProvider(metric_readers=[reader]))
+        async with manager.alerts(max_buffer=1):
+            await busy_manager(server, manager)
+            bus = manager.bus.statistics()
+            assert collect(reader) == {
+                "trio_ws_bus.messages{type=alerts}": 3,
+                "trio_ws_bus.messages{type=telemetry}": 0,
+                "trio_ws_bus.messages{type=ack}": manager.statistics().acks,
+                "trio_ws_bus.messages{type=error}": 0,
+                "trio_ws_bus.messages.invalid": 1,
+                "trio_ws_bus.connection.attempts": 2,
+                "trio_ws_bus.connection.reconnects": 1,
+                "trio_ws_bus.bus.published": bus.published,
+                "trio_ws_bus.bus.delivered": bus.delivered,
+                "trio_ws_bus.bus.dropped": 2,
+                "trio_ws_bus.bus.handler_errors": 0,
+                "trio_ws_bus.connection.connected": 1,
+                "trio_ws_bus.subscriptions": 1,
+                "trio_ws_bus.bus.subscriptions": 1,
+            }
+            assert bus.published > bus.delivered > 0
+
+
+async def test_a_reader_in_another_thread_gets_the_same_values(
+    server: ReferenceServer, reader: InMemoryMetricReader
+) -> None:
+    """The SDK's exporter thread reads the statistics through the Trio thread."""
+    async with connect(server) as manager:
+        instrument(
+            manager,
+            meter_provider=MeterProvider(metric_readers=[reader]),
+            prefix="app.ws",
+        )
+        await manager.wait_connected()
+        in_thread = await trio.to_thread.run_sync(collect, reader)
+        assert in_thread["app.ws.connection.connected"] == 1
+        assert in_thread == collect(reader)
+
+
+async def test_close_stops_the_data_points(
+    server: ReferenceServer, reader: InMemoryMetricReader, autojump_clock: object
+) -> None:
+    """After close(), a collection has no data point of the manager."""
+    async with connect(server) as manager:
+        await manager.wait_connected()
+        provider = MeterProvider(metric_readers=[reader])
+        with instrument(manager, meter_provider=provider):
+            assert collect(reader)["trio_ws_bus.connection.attempts"] == 1
+        assert collect(reader) == {}
+
+
+def test_after_the_trio_run_the_metrics_are_empty(
+    reader: InMemoryMetricReader,
+) -> None:
+    """Collecting once the manager's Trio run has ended observes nothing."""
+
+    async def main() -> None:
+        async with open_reference_server(listen=False) as server:
+            async with connect(server) as manager:
+                instrument(
+                    manager, meter_provider=MeterProvider(metric_readers=[reader])
+                )
+                await manager.wait_connected()
+                assert collect(reader)["trio_ws_bus.connection.connected"] == 1
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert collect(reader) == {}
+
+
+def test_importing_the_library_does_not_import_opentelemetry() -> None:
+    """Only ``import trio_ws_bus.otel`` brings OpenTelemetry in."""
+    code = (
+        "import sys, trio_ws_bus, trio_ws_bus.testing;"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
