@@ -36,10 +36,7 @@ from ._events import (
     ConnectionStatus as ConnectionStatus,
 )
 from ._manager import (
-    HandshakeHeaders as HandshakeHeaders,
     ManagerStatistics as ManagerStatistics,
-    TokenLocation as TokenLocation,
-    TokenProvider as TokenProvider,
     WebSocketManager as WebSocketManager,
     open_websocket_manager as open_websocket_manager,
 )
@@ -78,6 +75,11 @@ from ._reconnect import (
     default_retry_policy as default_retry_policy,
     fatal_auth_policy as fatal_auth_policy,
     seed_retry_policy as seed_retry_policy,
+)
+from ._settings import (
+    HandshakeHeaders as HandshakeHeaders,
+    TokenLocation as TokenLocation,
+    TokenProvider as TokenProvider,
 )
 from ._transport import (
     ProxyTransport as ProxyTransport,

@@ -31,13 +31,11 @@ from __future__ import annotations
 
 import enum
 import inspect
-import ipaddress
 import logging
-import math
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import attrs
 import trio
@@ -56,7 +54,7 @@ from ._errors import ConnectionGaveUp
 from ._events import ConnectionEvent, ConnectionStatus
 from ._logs import get_logger
 from ._protocol import Alert, SubscriptionKind, Telemetry
-from ._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL, resolve_proxy
+from ._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
 from ._reconnect import (
     ConnectionFailure,
     FailureKind,
@@ -67,23 +65,25 @@ from ._reconnect import (
     default_retry_policy,
 )
 from ._routing import MessageCounters, Router
-from ._secrets import Redactor, install_log_filter
-from ._session import ClientSession, Compression, HandshakeOptions, SessionState
-from ._transport import (
-    ProxyTransport,
-    TcpTransport,
-    Transport,
-    failure_from_os_error,
+from ._secrets import Redactor
+from ._session import ClientSession, Compression, SessionState
+from ._settings import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_PATH,
+    DEFAULT_USER_AGENT,
+    HandshakeHeaders,
+    Settings,
+    TokenLocation,
+    TokenProvider,
+    make_settings,
+    token_problem,
 )
-from ._url import check_base_url, redact_url, resolve_target
+from ._transport import Transport, failure_from_os_error
+from ._url import redact_url, resolve_target
 from ._util import BaseExceptionGroup, reraise_alone
-from ._version import __version__
 
 __all__ = [
-    "HandshakeHeaders",
     "ManagerStatistics",
-    "TokenLocation",
-    "TokenProvider",
     "WebSocketManager",
     "open_websocket_manager",
 ]
@@ -95,20 +95,6 @@ logger = get_logger("trio_ws_bus.manager")
 _wire_logger = get_logger("trio_ws_bus.wire")
 _wire_logger.setLevel(logging.INFO)
 
-TokenProvider = str | Callable[[], "str | Awaitable[str | None] | None"]
-"""A token, or a sync or async callable returning the current one (or None)."""
-
-TokenLocation = Literal["query", "header"]
-"""Where the token travels: ``"query"`` (``?token=``, the seed's) or ``"header"``
-(``Authorization: Bearer <token>``)."""
-
-HandshakeHeaders = Mapping[str, str] | Sequence[tuple[str, str]]
-"""Extra handshake request headers: a mapping, or ``(name, value)`` pairs (a
-name may repeat)."""
-
-DEFAULT_PATH: Final = "/api/v2/ws"
-DEFAULT_MAX_MESSAGE_SIZE: Final = 1024 * 1024
-DEFAULT_USER_AGENT: Final = f"trio-ws-bus/{__version__}"
 _NO_TOKEN_MESSAGE: Final = "No auth token"
 _CLIENT_CLOSE: Final = ConnectionEvent(
     ConnectionStatus.DISCONNECTED, code=1000, reason="Client disconnect"
@@ -171,24 +157,6 @@ class ManagerStatistics:
     compression: str | None = None
 
 
-@attrs.frozen
-class _Settings:
-    """Everything one attempt needs that never changes."""
-
-    url: str
-    token: TokenProvider
-    path: str
-    token_location: TokenLocation
-    handshake: HandshakeOptions
-    ping_interval: float | None
-    ping_timeout: float
-    open_timeout: float
-    close_timeout: float
-    ssl_context: ssl.SSLContext | None
-    max_message_size: int
-    transport: Transport
-
-
 class WebSocketManager:
     """Keeps one WebSocket connection alive and routes its messages to a bus.
 
@@ -202,7 +170,7 @@ class WebSocketManager:
         self,
         _private: object,
         *,
-        settings: _Settings,
+        settings: Settings,
         bus: MessageBus,
         backoff: Backoff,
         retry_policy: RetryPolicy,
@@ -529,7 +497,7 @@ class WebSocketManager:
         if not token:
             logger.warning("no auth token available; not connecting")
             return None
-        unusable = _token_problem(token, settings.token_location)
+        unusable = token_problem(token, settings.token_location)
         if unusable is not None:
             logger.warning("%s", unusable)
             return ConnectionFailure(FailureKind.INVALID_TOKEN, reason=unusable)
@@ -706,63 +674,6 @@ def _subscription_key(kind: SubscriptionKind, device_id: str | None) -> Subscrip
     raise ValueError(f"kind must be 'alerts' or 'device', got {kind!r}")
 
 
-def _token_problem(token: str, location: TokenLocation) -> str | None:
-    """Why ``token`` cannot be sent where it goes, or ``None`` (never shows it)."""
-    try:
-        token.encode("utf-8")
-    except UnicodeEncodeError:
-        return "Token is not valid text (it cannot be encoded as UTF-8)"
-    if location == "header" and not (token.isascii() and token.isprintable()):
-        return "Token cannot be sent in a header (only printable ASCII can)"
-    return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _handshake_options(
-    additional_headers: HandshakeHeaders,
-    user_agent: str | None,
-    origin: str | None,
-    subprotocols: Sequence[str] | None,
-    compression: Compression,
-) -> HandshakeOptions:
-    pairs = (
-        list(additional_headers.items())
-        if isinstance(additional_headers, Mapping)
-        else list(additional_headers)
-    )
-    for name, value in pairs:
-        if not (isinstance(name, str) and isinstance(value, str)):
-            raise TypeError("additional_headers must map str to str")
-        if name.lower() in ("authorization", "host") or name.lower().startswith(
-            "sec-websocket-"
-        ):
-            raise ValueError(f"additional_headers may not set {name!r}")
-    if compression not in ("deflate", None):
-        raise ValueError(f"compression must be 'deflate' or None, got {compression!r}")
-    if isinstance(subprotocols, str):
-        raise TypeError("subprotocols must be a sequence of str, not one str")
-    return HandshakeOptions(
-        headers=tuple(pairs),
-        user_agent=user_agent,
-        origin=origin,
-        subprotocols=tuple(subprotocols or ()),
-        compression=compression,
-    )
-
-
 @asynccontextmanager
 async def open_websocket_manager(
     url: str,
@@ -845,63 +756,29 @@ async def open_websocket_manager(
         ValueError: For a URL that can never work (unknown scheme, no host) or
             an out-of-range setting, before anything connects.
     """
-    check_base_url(url)
-    install_log_filter()
-    if not (isinstance(token, str) or callable(token)):
-        raise TypeError("token must be a str or a callable returning one")
-    for name, value in (
-        ("ping_timeout", ping_timeout),
-        ("open_timeout", open_timeout),
-        ("close_timeout", close_timeout),
-    ):
-        _check_positive(name, value)
-    if ping_interval is not None:
-        _check_positive("ping_interval", ping_interval)
-    if (
-        isinstance(max_message_size, bool)
-        or not isinstance(max_message_size, int)
-        or (max_message_size < 1)
-    ):
-        raise ValueError(
-            f"max_message_size must be an int >= 1, got {max_message_size!r}"
-        )
-    if token_location not in ("query", "header"):
-        raise ValueError(
-            f"token_location must be 'query' or 'header', got {token_location!r}"
-        )
-    handshake = _handshake_options(
-        additional_headers, user_agent, origin, subprotocols, compression
+    settings = make_settings(
+        url,
+        token=token,
+        path=path,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        open_timeout=open_timeout,
+        close_timeout=close_timeout,
+        ssl_context=ssl_context,
+        max_message_size=max_message_size,
+        transport=transport,
+        additional_headers=additional_headers,
+        user_agent=user_agent,
+        origin=origin,
+        subprotocols=subprotocols,
+        compression=compression,
+        token_location=token_location,
+        proxy=proxy,
+        trust_env=trust_env,
     )
-    probe = resolve_target(url, None, path=path)
-    if probe.secure and ssl_context is None:
-        ssl_context = ssl.create_default_context()
-    elif not probe.secure and ssl_context is not None:
-        raise ValueError("ssl_context given for a ws:/http: URL; use wss:/https:")
-    if transport is None:
-        proxy_url = resolve_proxy(
-            probe.scheme, probe.host, probe.port, proxy=proxy, trust_env=trust_env
-        )
-        transport = TcpTransport() if proxy_url is None else ProxyTransport(proxy_url)
-    if not probe.secure and not _is_loopback(probe.host):
-        logger.warning(
-            "connecting to %s without TLS: the token travels in clear text", probe.host
-        )
     manager = WebSocketManager(
         _PRIVATE,
-        settings=_Settings(
-            url=url,
-            token=token,
-            path=path,
-            token_location=token_location,
-            handshake=handshake,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            open_timeout=open_timeout,
-            close_timeout=close_timeout,
-            ssl_context=ssl_context,
-            max_message_size=max_message_size,
-            transport=transport,
-        ),
+        settings=settings,
         bus=bus if bus is not None else MessageBus(),
         backoff=backoff if backoff is not None else Backoff(),
         retry_policy=retry_policy,

@@ -23,9 +23,10 @@ from .._backoff import Backoff
 from .._bus import CONNECTION_TOPIC, MessageBus, Subscription
 from .._errors import ConnectionGaveUp
 from .._events import ConnectionStatus
-from .._manager import WebSocketManager, _is_loopback, open_websocket_manager
+from .._manager import WebSocketManager, open_websocket_manager
 from .._proxy import ProxyURL
 from .._secrets import Redactor
+from .._settings import is_loopback
 from .._transport import ProxyTransport, Transport
 from .._url import redact_url
 from ._output import EVENT_BUFFER, Output, Tally, plural, records_from
@@ -374,9 +375,7 @@ class ListenSettings:
 
 def _clear_text_warning(url: str) -> str | None:
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() in ("http", "ws") and not _is_loopback(
-        parts.hostname or ""
-    ):
+    if parts.scheme.lower() in ("http", "ws") and not is_loopback(parts.hostname or ""):
         return (
             f"warning: {parts.hostname} is reached without TLS: the token "
             "travels in clear text (use https:// or wss://)"
