@@ -16,31 +16,17 @@ import pytest
 import trio
 import trio.testing
 from _fault_helpers import debug_logging, errors, wait_given_up
-from helpers import manager_on
+from helpers import SpyPolicy, manager_on
 
 from trio_ws_bus import (
     ERROR_TOPIC,
-    ConnectionFailure,
     ConnectionStatus,
     FailureKind,
-    RetryVerdict,
-    default_retry_policy,
 )
 from trio_ws_bus._secrets import REDACTED, token_forms
 from trio_ws_bus.testing import open_reference_server
 
 PADDING = "0123456789abcdefghijklmnopqrstuvwxyzABCD"  # 40 characters
-
-
-class SpyPolicy:
-    """The default retry policy, recording every failure it classifies."""
-
-    def __init__(self) -> None:
-        self.failures: list[ConnectionFailure] = []
-
-    def __call__(self, failure: ConnectionFailure) -> RetryVerdict:
-        self.failures.append(failure)
-        return default_retry_policy(failure)
 
 
 def assert_hidden(token: str, *texts: str) -> None:
