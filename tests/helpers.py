@@ -9,14 +9,28 @@ from typing import Any
 from trio_ws_bus import (
     CONNECTION_TOPIC,
     ConnectionEvent,
+    ConnectionFailure,
     MessageBus,
+    RetryVerdict,
     WebSocketManager,
+    default_retry_policy,
     open_websocket_manager,
 )
 from trio_ws_bus.testing import ReferenceServer
 
 #: The memory transport ignores host and port; the URL still has to be valid.
 MEMORY_URL = "http://127.0.0.1:8080"
+
+
+class SpyPolicy:
+    """The default retry policy, recording every failure it classifies."""
+
+    def __init__(self) -> None:
+        self.failures: list[ConnectionFailure] = []
+
+    def __call__(self, failure: ConnectionFailure) -> RetryVerdict:
+        self.failures.append(failure)
+        return default_retry_policy(failure)
 
 
 @asynccontextmanager

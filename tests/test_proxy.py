@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import queue
 import re
 import socket
@@ -21,11 +22,13 @@ import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import pytest
 import trio
 import trustme
+from helpers import SpyPolicy
 from hypothesis import given, strategies as st
 from test_docs import load_example
 
@@ -34,8 +37,10 @@ from trio_ws_bus import (
     PROXY_FROM_ENV,
     Backoff,
     ConnectionEvent,
+    ConnectionFailure,
     ConnectionGaveUp,
     ConnectionStatus,
+    FailureKind,
     MessageBus,
     ProxyError,
     ProxyTransport,
@@ -163,28 +168,29 @@ def port_of(server: ReferenceServer) -> int:
 
 def manager_through(
     server: ReferenceServer,
-    transport: Transport,
+    transport: Transport | None,
     ssl_context: ssl.SSLContext | None = None,
-    bus: MessageBus | None = None,
+    **options: Any,
 ) -> contextlib.AbstractAsyncContextManager[WebSocketManager]:
-    """A manager on ``server`` with ``transport`` that never retries."""
+    """A manager on ``server`` with ``transport`` (or its own) that never retries."""
     return open_websocket_manager(
         server.url,
         token=server.issue_token,
-        bus=bus,
         transport=transport,
         ssl_context=ssl_context,
         backoff=NO_RETRY,
+        **options,
     )
 
 
 async def receive_through(
     server: ReferenceServer,
-    transport: Transport,
+    transport: Transport | None,
     ssl_context: ssl.SSLContext | None = None,
+    **options: Any,
 ) -> Telemetry:
     """Connect with ``transport``, subscribe, and receive one reading."""
-    async with manager_through(server, transport, ssl_context) as manager:
+    async with manager_through(server, transport, ssl_context, **options) as manager:
         async with manager.telemetry("pump") as pump:
             await server.wait_subscribed("device", "pump")
             await server.publish_telemetry("pump", {"rpm": 7})
@@ -195,17 +201,22 @@ async def receive_through(
 
 async def failed_attempt(
     server: ReferenceServer,
-    transport: Transport,
+    transport: Transport | None,
     ssl_context: ssl.SSLContext | None = None,
-) -> list[ConnectionEvent]:
-    """Every connection event of one failed attempt (no retry)."""
+    **options: Any,
+) -> tuple[list[ConnectionEvent], ConnectionFailure]:
+    """Every connection event of one failed attempt (no retry), and its failure."""
     bus = MessageBus()
     events: list[ConnectionEvent] = []
     bus.on(CONNECTION_TOPIC, events.append)
-    async with manager_through(server, transport, ssl_context, bus) as manager:
+    spy = SpyPolicy()
+    async with manager_through(
+        server, transport, ssl_context, bus=bus, retry_policy=spy, **options
+    ) as manager:
         with pytest.raises(ConnectionGaveUp):
             await manager.wait_connected()
-    return events
+    (failure,) = spy.failures
+    return events, failure
 
 
 def error_messages(events: list[ConnectionEvent]) -> list[str | None]:
@@ -249,10 +260,11 @@ async def test_a_bad_certificate_inside_the_tunnel_stays_a_tls_error(
     transport = ProxyTransport(pproxy.url("http"))
     with trio.fail_after(CAP):
         async with open_reference_server(ssl_context=server_context(ca)) as server:
-            events = await failed_attempt(
+            events, failure = await failed_attempt(
                 server, transport, ssl.create_default_context()
             )
             assert server.handshakes == 0
+    assert failure.kind is FailureKind.TLS_ERROR
     assert error_messages(events)[0] == (
         "TLS certificate verification failed: unable to get local issuer certificate"
     )
@@ -271,8 +283,9 @@ async def test_bad_proxy_credentials_fail_the_attempt_naming_the_proxy_only(
     transport = ProxyTransport(auth_pproxy.url(scheme, auth))
     with trio.fail_after(CAP):
         async with open_reference_server() as server:
-            events = await failed_attempt(server, transport)
+            events, failure = await failed_attempt(server, transport)
             assert server.handshakes == 0
+    assert failure.kind is FailureKind.PROXY_ERROR
     proxy = f"Proxy 127.0.0.1:{auth_pproxy.port} "
     first = error_messages(events)[0] or ""
     assert proxy in first
@@ -323,7 +336,8 @@ async def test_a_proxy_that_is_down_fails_the_attempt_with_its_message() -> None
     transport = ProxyTransport(f"http://{USER}:{PASSWORD}@127.0.0.1:{port}")
     with trio.fail_after(CAP):
         async with open_reference_server() as server:
-            events = await failed_attempt(server, transport)
+            events, failure = await failed_attempt(server, transport)
+    assert failure.kind is FailureKind.PROXY_ERROR
     first = error_messages(events)[0] or ""
     assert f"Proxy 127.0.0.1:{port} is unreachable: " in first
     assert PASSWORD not in repr(events)
@@ -353,6 +367,57 @@ async def test_no_proxy_match_goes_direct_past_a_dead_proxy() -> None:
             del environ["NO_PROXY"]
             with pytest.raises(ProxyError):
                 await transport().open_stream("127.0.0.1", port, ssl_context=None)
+
+
+# --- the manager picks the proxy (no transport=) ---------------------------------
+
+
+@pytest.fixture
+def dead_env_proxy(monkeypatch: pytest.MonkeyPatch) -> int:
+    """HTTP_PROXY and HTTPS_PROXY name a dead proxy; no other proxy variable is set."""
+    for name in [name for name in os.environ if name.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    port = free_port()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, f"http://{USER}:{PASSWORD}@127.0.0.1:{port}")
+    return port
+
+
+async def test_the_proxy_argument_tunnels_without_a_transport(
+    pproxy: PproxyServer, dead_env_proxy: int
+) -> None:
+    """proxy="http://127.0.0.1:<port>": the manager tunnels through it, not the env."""
+    with trio.fail_after(CAP):
+        async with open_reference_server() as server:
+            proxy = pproxy.url("http")
+            reading = await receive_through(server, None, proxy=proxy)
+    assert reading.metrics == {"rpm": 7}
+    pproxy.expect_tunnel("http", port_of(server))
+
+
+@pytest.mark.parametrize(
+    "options", [{"proxy": None}, {"trust_env": False}], ids=["proxy=None", "no env"]
+)
+async def test_the_environment_proxy_can_be_ignored(
+    dead_env_proxy: int, options: dict[str, Any]
+) -> None:
+    """proxy=None or trust_env=False: the dead proxy of the env is not used."""
+    with trio.fail_after(CAP):
+        async with open_reference_server() as server:
+            reading = await receive_through(server, None, **options)
+    assert reading.metrics == {"rpm": 7}
+
+
+async def test_the_environment_proxy_is_used_by_default(dead_env_proxy: int) -> None:
+    """No proxy= argument: the env's dead proxy fails the attempt, PROXY_ERROR."""
+    with trio.fail_after(CAP):
+        async with open_reference_server() as server:
+            events, failure = await failed_attempt(server, None)
+            assert server.handshakes == 0
+    assert failure.kind is FailureKind.PROXY_ERROR
+    first = error_messages(events)[0] or ""
+    assert f"Proxy 127.0.0.1:{dead_env_proxy} is unreachable: " in first
+    assert PASSWORD not in repr(events)
 
 
 async def test_listen_proxy_connects_and_never_prints_credentials(

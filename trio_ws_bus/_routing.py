@@ -121,8 +121,7 @@ class Router:
     def _dispatch(self, message: ServerMessage, text: str, now: float) -> None:
         counters = self.counters
         kind = type(message)
-        if kind is TelemetryMessage:
-            assert isinstance(message, TelemetryMessage)
+        if isinstance(message, TelemetryMessage):  # a salvaged reading: a subclass
             if not message.device_id:
                 raw = self._scrub(text[:INVALID_RAW_LIMIT])
                 self.reject(InvalidItem("telemetry without a device_id", raw), now)
