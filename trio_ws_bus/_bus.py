@@ -541,10 +541,10 @@ class BusStatistics:
     dropped_by_topic: Mapping[str, int] = attrs.field(
         converter=_frozen_counts, hash=False
     )
-    """`dropped` per topic a subscription was opened on (a pattern such as
-    ``"telemetry:*"`` is its own key), including subscriptions that have
-    ended; only topics that lost a message appear. A read-only mapping whose
-    values sum to `dropped`."""
+    """The losses in `dropped` by the topic each subscription was opened on
+    (a pattern such as ``"telemetry:*"`` is its own key), including
+    subscriptions that have ended; only topics that lost a message appear. A
+    read-only mapping whose values sum to `dropped`."""
     buffered: int
     """Messages waiting in open subscriptions right now, all together."""
     max_buffered: int
