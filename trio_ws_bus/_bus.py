@@ -35,7 +35,7 @@ import enum
 import inspect
 import operator
 from abc import ABCMeta
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import MappingProxyType, TracebackType
@@ -591,7 +591,7 @@ class MessageBus:
         self._pattern_prefixes: tuple[str, ...] = ()
         self._published = 0
         self._delivered = 0
-        self._dropped: dict[str, int] = {}  # by subscription topic
+        self._dropped: defaultdict[str, int] = defaultdict(int)  # by subscription topic
         self._handler_errors = 0
 
     def __repr__(self) -> str:
@@ -846,8 +846,7 @@ class MessageBus:
             buffer.append(payload)
             return True
         subscription._dropped += 1
-        topic = subscription.topic
-        self._dropped[topic] = self._dropped.get(topic, 0) + 1
+        self._dropped[subscription.topic] += 1
         if subscription.overflow is Overflow.DROP_OLDEST:
             buffer.popleft()
             buffer.append(payload)
