@@ -677,13 +677,72 @@ async def test_statistics_snapshot() -> None:
                 delivered=4,
                 dropped=1,
                 handler_errors=1,
+                dropped_by_topic={"a": 1},
+                buffered=3,
+                max_buffered=2,
             )
+            assert hash(stats) == hash(bus.statistics())
             with pytest.raises(attrs.exceptions.FrozenInstanceError):
                 stats.published = 0  # type: ignore[misc]
+            with pytest.raises(TypeError):
+                stats.dropped_by_topic["a"] = 0  # type: ignore[index]
             assert drain(sub) == [2]
+            bus.publish("a", 4)
+            bus.publish("a", 5)
+            assert stats.dropped_by_topic == {"a": 1}  # a snapshot stays put
         off()
         assert bus.statistics().topics == 0
         assert "subscriptions=0" in repr(bus)
+
+
+async def test_dropped_by_topic_counts_each_subscription_topic() -> None:
+    """Losses are counted per subscription topic, patterns and ended ones included."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        async with bus.subscribe("a", max_buffer=1) as a:
+            async with (
+                bus.subscribe("a", max_buffer=2),
+                bus.subscribe("*", max_buffer=1, overflow=Overflow.DROP_NEWEST),
+            ):
+                for i in range(4):
+                    bus.publish("a", i)
+                bus.publish("b", 4)
+            assert (a.dropped, bus.statistics().subscriptions) == (3, 1)
+            bus.publish("a", 5)
+        stats = bus.statistics()
+        assert stats.dropped_by_topic == {"a": 3 + 2 + 1, "*": 4}
+        assert stats.dropped == 10
+        bus.clear()
+        assert bus.statistics().dropped_by_topic == {"a": 6, "*": 4}
+
+
+async def test_buffered_and_max_buffered_show_the_lag() -> None:
+    """The buffered total sums open subscriptions; max_buffered is the fullest."""
+    with trio.fail_after(CAP):
+        bus = MessageBus()
+        stats = bus.statistics()
+        assert (stats.buffered, stats.max_buffered) == (0, 0)
+        async with (
+            bus.subscribe("a", max_buffer=3) as stalled,
+            bus.subscribe("a*") as reader,
+        ):
+            for i in range(5):
+                bus.publish("a", i)
+            stats = bus.statistics()
+            assert (stats.buffered, stats.max_buffered) == (3 + 5, 5)
+            assert drain(reader) == [0, 1, 2, 3, 4]
+            stats = bus.statistics()
+            assert (stats.buffered, stats.max_buffered) == (3, 3)
+            stalled.receive_nowait()
+            assert bus.statistics().buffered == 2
+            bus.publish("a", 5)
+            await stalled.aclose()  # what it held is gone, not waiting
+            stats = bus.statistics()
+            assert (stats.buffered, stats.max_buffered) == (1, 1)
+            bus.clear()  # reader still drains its buffer, but it is no longer open
+            stats = bus.statistics()
+            assert (stats.buffered, stats.max_buffered) == (0, 0)
+            assert reader.receive_nowait() == 5
 
 
 # -- batch receive ---------------------------------------------------------------
@@ -1068,11 +1127,26 @@ def _take(subscription: Subscription[Any]) -> tuple[str, int | None]:
         return ("empty", None)
 
 
+def _check_drops_and_lag(
+    stats: BusStatistics, live: list[tuple[str, Any, Any, Any]], ended: dict[str, int]
+) -> None:
+    """Per-topic drops sum to the total; buffered/max_buffered match the queues."""
+    models = [model for kind, _, model, _ in live if kind == "sub"]
+    by_topic = dict(ended)
+    for model in models:
+        by_topic[model.topic] = by_topic.get(model.topic, 0) + model.dropped
+    assert stats.dropped_by_topic == {t: n for t, n in by_topic.items() if n}
+    assert sum(stats.dropped_by_topic.values()) == stats.dropped
+    waiting = [len(model.queue) for model in models]
+    assert (stats.buffered, stats.max_buffered) == (sum(waiting), max(waiting or [0]))
+
+
 async def _run_against_model(ops: list[tuple[Any, ...]]) -> None:
     bus = MessageBus()
     # Each live listener: (kind, real object or handler log, model, context/off).
     live: list[tuple[str, Any, Any, Any]] = []
     published = delivered = dropped = 0
+    ended: dict[str, int] = {}  # drops of the subscriptions that left, by topic
     for op in ops:
         if op[0] == "subscribe":
             _, topic, max_buffer, overflow = op
@@ -1089,6 +1163,7 @@ async def _run_against_model(ops: list[tuple[Any, ...]]) -> None:
             kind, real, model, closer = live.pop(op[1] % len(live))
             if kind == "sub":
                 dropped += model.dropped
+                ended[model.topic] = ended.get(model.topic, 0) + model.dropped
                 await closer.__aexit__(None, None, None)
             else:
                 closer()
@@ -1118,6 +1193,7 @@ async def _run_against_model(ops: list[tuple[Any, ...]]) -> None:
                 for kind, _, model, _ in live
                 if (model.topic if kind == "sub" else model[0]) == topic
             )
+        _check_drops_and_lag(bus.statistics(), live, ended)
     # Whatever is left must drain exactly as the model says.
     for kind, real, model, _ in live:
         if kind == "sub":
@@ -1149,5 +1225,8 @@ async def _run_against_model(ops: list[tuple[Any, ...]]) -> None:
 )
 @given(st.lists(_op, min_size=10, max_size=80))
 def test_bus_behaves_like_the_model(ops: list[tuple[Any, ...]]) -> None:
-    """Random subscribe/on/leave/publish/receive runs match a simple queue model."""
+    """Random subscribe/on/leave/publish/receive runs match a simple queue model.
+
+    Along the way, ``sum(dropped_by_topic.values()) == dropped`` after every step.
+    """
     trio.run(_run_against_model, ops)

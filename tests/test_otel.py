@@ -13,7 +13,7 @@ import trio.testing
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from trio_ws_bus import WebSocketManager, open_websocket_manager
+from trio_ws_bus import Overflow, WebSocketManager, open_websocket_manager
 from trio_ws_bus.otel import instrument
 from trio_ws_bus.testing import ReferenceServer, make_alert, open_reference_server
 
@@ -81,13 +81,46 @@ async def test_metrics_report_the_statistics(
                 "trio_ws_bus.connection.reconnects": 1,
                 "trio_ws_bus.bus.published": bus.published,
                 "trio_ws_bus.bus.delivered": bus.delivered,
-                "trio_ws_bus.bus.dropped": 2,
+                "trio_ws_bus.bus.dropped{topic=alerts}": 2,
                 "trio_ws_bus.bus.handler_errors": 0,
                 "trio_ws_bus.connection.connected": 1,
                 "trio_ws_bus.subscriptions": 1,
                 "trio_ws_bus.bus.subscriptions": 1,
+                "trio_ws_bus.bus.buffered": 1,
+                "trio_ws_bus.bus.lag": 1,
             }
             assert bus.published > bus.delivered > 0
+
+
+async def test_drops_per_topic_and_the_lag(
+    server: ReferenceServer, reader: InMemoryMetricReader
+) -> None:
+    """bus.dropped has a point per subscription topic; buffered and lag the backlog."""
+    async with connect(server) as manager:
+        instrument(manager, meter_provider=MeterProvider(metric_readers=[reader]))
+        bus = manager.bus
+        async with (
+            bus.subscribe("a", max_buffer=2) as stalled,
+            bus.subscribe("b:*", max_buffer=3, overflow=Overflow.DROP_NEWEST),
+            bus.subscribe("a") as reading,
+        ):
+            for number in range(5):
+                bus.publish("a", number)
+                assert reading.receive_nowait() == number
+            for number in range(7):
+                bus.publish("b:x", number)
+            assert stalled.dropped == 3
+            names = ("dropped", "buffered", "lag")
+            assert {
+                name: value
+                for name, value in collect(reader).items()
+                if name.removeprefix("trio_ws_bus.bus.").startswith(names)
+            } == {
+                "trio_ws_bus.bus.dropped{topic=a}": 3,
+                "trio_ws_bus.bus.dropped{topic=b:*}": 4,
+                "trio_ws_bus.bus.buffered": 2 + 3,
+                "trio_ws_bus.bus.lag": 3,
+            }
 
 
 async def test_a_reader_in_another_thread_gets_the_same_values(

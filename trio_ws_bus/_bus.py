@@ -35,10 +35,10 @@ import enum
 import inspect
 import operator
 from abc import ABCMeta
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import (
     Any,
     Final,
@@ -122,7 +122,8 @@ class Overflow(enum.Enum):
     """What a subscription does with a message that finds its buffer full.
 
     Every lost message is counted in `Subscription.dropped` and in
-    `BusStatistics.dropped`.
+    `BusStatistics.dropped` (per subscription topic in
+    `BusStatistics.dropped_by_topic`).
     """
 
     DROP_OLDEST = "drop_oldest"
@@ -512,6 +513,11 @@ class _Route:
         self.handlers: tuple[_Handler, ...] = ()
 
 
+def _frozen_counts(counts: Mapping[str, int]) -> Mapping[str, int]:
+    """A read-only copy, so that a snapshot never changes after the fact."""
+    return MappingProxyType(dict(counts))
+
+
 @attrs.frozen
 class BusStatistics:
     """A snapshot of a `MessageBus`, returned by `MessageBus.statistics`."""
@@ -532,6 +538,18 @@ class BusStatistics:
     evicted messages."""
     handler_errors: int
     """Handler calls that raised, or returned an awaitable instead of running."""
+    dropped_by_topic: Mapping[str, int] = attrs.field(
+        converter=_frozen_counts, hash=False
+    )
+    """The losses in `dropped` by the topic each subscription was opened on
+    (a pattern such as ``"telemetry:*"`` is its own key), including
+    subscriptions that have ended; only topics that lost a message appear. A
+    read-only mapping whose values sum to `dropped`."""
+    buffered: int
+    """Messages waiting in open subscriptions right now, all together."""
+    max_buffered: int
+    """Messages waiting in the fullest open subscription right now: how far
+    the slowest subscriber lags (0 without subscriptions)."""
 
 
 @final
@@ -573,7 +591,7 @@ class MessageBus:
         self._pattern_prefixes: tuple[str, ...] = ()
         self._published = 0
         self._delivered = 0
-        self._dropped = 0
+        self._dropped: defaultdict[str, int] = defaultdict(int)  # by subscription topic
         self._handler_errors = 0
 
     def __repr__(self) -> str:
@@ -737,14 +755,22 @@ class MessageBus:
     def statistics(self) -> BusStatistics:
         """Return counters and sizes of this bus (see `BusStatistics`)."""
         routes = [*self._exact.values(), *self._patterns.values()]
+        waiting = [
+            len(subscription._buffer or ())
+            for route in routes
+            for subscription in route.subscriptions
+        ]
         return BusStatistics(
             topics=len(routes),
-            subscriptions=sum(len(route.subscriptions) for route in routes),
+            subscriptions=len(waiting),
             handlers=sum(len(route.handlers) for route in routes),
             published=self._published,
             delivered=self._delivered,
-            dropped=self._dropped,
+            dropped=sum(self._dropped.values()),
             handler_errors=self._handler_errors,
+            dropped_by_topic=self._dropped,
+            buffered=sum(waiting),
+            max_buffered=max(waiting, default=0),
         )
 
     # -- publishing --------------------------------------------------------------
@@ -820,7 +846,7 @@ class MessageBus:
             buffer.append(payload)
             return True
         subscription._dropped += 1
-        self._dropped += 1
+        self._dropped[subscription.topic] += 1
         if subscription.overflow is Overflow.DROP_OLDEST:
             buffer.popleft()
             buffer.append(payload)

@@ -85,8 +85,11 @@ _COUNTERS: Final[tuple[tuple[str, str, str, _Reading], ...]] = (
     (
         "bus.dropped",
         "{message}",
-        "Messages lost to subscribers' overflow policies.",
-        lambda m, b: [Observation(b.dropped)],
+        "Messages lost to subscribers' overflow policies, by subscription topic.",
+        lambda m, b: [
+            Observation(count, {"topic": topic})
+            for topic, count in b.dropped_by_topic.items()
+        ],
     ),
     (
         "bus.handler_errors",
@@ -113,6 +116,18 @@ _GAUGES: Final[tuple[tuple[str, str, str, _Reading], ...]] = (
         "{subscription}",
         "Open bus subscriptions.",
         lambda m, b: [Observation(b.subscriptions)],
+    ),
+    (
+        "bus.buffered",
+        "{message}",
+        "Messages waiting in open bus subscriptions, all together.",
+        lambda m, b: [Observation(b.buffered)],
+    ),
+    (
+        "bus.lag",
+        "{message}",
+        "Messages waiting in the fullest open bus subscription.",
+        lambda m, b: [Observation(b.max_buffered)],
     ),
 )
 
@@ -182,9 +197,13 @@ def instrument(
     * counters ``messages`` (attribute ``type``: ``alerts``, ``telemetry``,
       ``ack``, ``error``), ``messages.invalid``, ``connection.attempts``,
       ``connection.reconnects``, ``bus.published``, ``bus.delivered``,
-      ``bus.dropped``, ``bus.handler_errors``;
+      ``bus.dropped`` (attribute ``topic``: the topic or pattern of the
+      subscriptions that lost messages, one data point per topic, none
+      before the first loss), ``bus.handler_errors``;
     * gauges ``connection.connected`` (1 or 0), ``subscriptions`` (server
-      subscriptions), ``bus.subscriptions`` (open bus subscriptions).
+      subscriptions), ``bus.subscriptions`` (open bus subscriptions),
+      ``bus.buffered`` (messages waiting in them) and ``bus.lag`` (messages
+      waiting in the fullest one: how far the slowest subscriber is behind).
 
     Args:
         manager: The manager to report.
