@@ -196,7 +196,7 @@ def test_remember_forgets_the_previous_token_and_close_forgets_all() -> None:
 
 
 #: Tokens whose forms all differ: each escaping has a character of its own to show.
-DISTINCT_FORMS = ["tok'\x00", 'tok"é', "tok/ +€", "tok-\ud800", "tok-\udcff"]
+DISTINCT_FORMS = ["tok'\x00é", 'tok"é', "tok/ +€", "tok-\ud800", "tok-\udcff"]
 
 
 def _shown(token: str) -> Iterator[tuple[str, str]]:
@@ -283,15 +283,15 @@ def test_log_limiter_logs_a_burst_then_summaries(
     """A burst per connection, then a count at most every interval and at the end."""
     caplog.set_level(logging.WARNING, "test.limiter")
     limiter = LogLimiter(logging.getLogger("test.limiter"), "bad frame")
-    last = float(LOG_BURST - 1)
+    last = 1000.0 + LOG_BURST - 1
     for now in range(LOG_BURST):
-        limiter.log(float(now), "x")
+        limiter.log(1000.0 + now, "x")
     for now in (last + 1, last + 2, last + LOG_SUMMARY_INTERVAL, last + 61):
         limiter.log(now, "x")
     limiter.end_connection(last + 62)
     for now in range(LOG_BURST):
-        limiter.log(100.0 + now, "y")
-    limiter.end_connection(200.0)
+        limiter.log(2000.0 + now, "y")
+    limiter.end_connection(2100.0)
     lines = [r.getMessage() for r in caplog.records if r.name == "test.limiter"]
     assert lines == [
         *["bad frame: 'x'"] * LOG_BURST,
@@ -409,10 +409,16 @@ def test_an_unconfigured_app_gets_no_library_warnings(
 
 
 @pytest.mark.parametrize(
-    "msg", [Shows(), f"bad token {LATE_TOKEN} at 100%"], ids=["object", "percent"]
+    "msg",
+    [
+        Shows(),
+        f"bad token {LATE_TOKEN} at 100%",
+        ValueError(f"bad token {LATE_TOKEN}: 100%"),
+    ],
+    ids=["object", "percent", "exception with a percent"],
 )
 def test_the_filter_scrubs_a_message_without_args(live_token: str, msg: object) -> None:
-    """The str() of a non-str message, and a message with a literal %, are scrubbed."""
+    """A message that is an object (an exception) or has a literal % is scrubbed."""
     leaky = record(msg)
     assert RedactingFilter().filter(leaky) is True
     assert live_token[:6] not in leaky.getMessage()
