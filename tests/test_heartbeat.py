@@ -115,6 +115,35 @@ def test_trickle_is_cut_off() -> None:
     assert heartbeat.poll(115.0) is TIMEOUT
 
 
+def test_bytes_add_up_within_a_window() -> None:
+    """1 KiB in small reads counts as much as 1 KiB in one."""
+    heartbeat = started()
+    heartbeat.poll(110.0)
+    for _ in range(4):
+        heartbeat.on_bytes(LIVELINESS_BYTES // 4)
+    assert heartbeat.poll(115.0) is NOTHING
+
+
+def test_each_window_needs_its_own_kibibyte() -> None:
+    """After a busy window, one byte short of 1 KiB in the next one times out."""
+    heartbeat = started()
+    heartbeat.poll(110.0)
+    heartbeat.on_bytes(LIVELINESS_BYTES)
+    assert heartbeat.poll(115.0) is NOTHING
+    heartbeat.on_bytes(LIVELINESS_BYTES - 1)
+    assert heartbeat.poll(120.0) is TIMEOUT
+
+
+def test_the_payload_wraps_after_2_to_the_32_pings() -> None:
+    """The ping after payload ff ff ff ff carries 00 00 00 00, and is answered by it."""
+    heartbeat = Heartbeat(10.0, 5.0, pings_sent=2**32 - 1)
+    heartbeat.start(100.0)
+    assert heartbeat.poll(110.0) is PING
+    assert heartbeat.payload == b"\x00\x00\x00\x00"
+    heartbeat.on_pong(b"\x00\x00\x00\x00")
+    assert heartbeat.poll(115.0) is NOTHING
+
+
 def test_disabled_heartbeat_never_pings() -> None:
     """interval=None: no deadline, no ping, no timeout, whatever happens."""
     heartbeat = started(interval=None)

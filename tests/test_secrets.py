@@ -6,6 +6,7 @@ a token), scrub-then-cut, the logging filter and the library's loggers.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
@@ -14,6 +15,7 @@ import pkgutil
 import re
 import traceback
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -24,12 +26,20 @@ from hypothesis import assume, given, settings, strategies as st
 
 import trio_ws_bus
 from trio_ws_bus import Backoff, ConnectionGaveUp
-from trio_ws_bus._logs import LOG_TEXT_LIMIT, LogLimiter, get_logger, short_text
+from trio_ws_bus._logs import (
+    LOG_BURST,
+    LOG_SUMMARY_INTERVAL,
+    LOG_TEXT_LIMIT,
+    LogLimiter,
+    get_logger,
+    short_text,
+)
 from trio_ws_bus._secrets import (
     REDACTED,
     REDACTING_FILTER,
     RedactingFilter,
     Redactor,
+    install_log_filter,
     token_forms,
 )
 from trio_ws_bus.testing import make_alert, open_reference_server
@@ -185,6 +195,48 @@ def test_remember_forgets_the_previous_token_and_close_forgets_all() -> None:
     assert Redactor.scrub_all("tok-old tok-new") == "tok-old tok-new"
 
 
+#: Tokens whose forms all differ: each escaping has a character of its own to show.
+DISTINCT_FORMS = ["tok'\x00é", 'tok"é', "tok/ +€", "tok-\ud800", "tok-\udcff"]
+
+
+def _shown(token: str) -> Iterator[tuple[str, str]]:
+    """Each way the text "a-<token>-z" can be shown, as (name, text)."""
+    for shown_as, show in sorted(SHOWN_AS.items()):
+        with contextlib.suppress(UnicodeEncodeError):  # surrogateescape: DC80-DCFF
+            yield shown_as, show("a-" + token + "-z")
+
+
+@pytest.mark.parametrize(
+    ("token", "text"),
+    [
+        pytest.param(token, text, id=f"{token!a}-{shown_as}")
+        for token in DISTINCT_FORMS
+        for shown_as, text in _shown(token)
+    ],
+)
+def test_each_form_becomes_exactly_one_mark(token: str, text: str) -> None:
+    """Every form is hidden whole: nothing of it is left on either side of ***."""
+    redactor = Redactor()
+    redactor.remember(token)
+    assert redactor(text) == re.sub("a-.*-z", "a-***-z", text, flags=re.DOTALL)
+
+
+def test_an_empty_token_hides_nothing() -> None:
+    """A provider that returns "" does not turn every text into ***."""
+    redactor = Redactor()
+    redactor.remember("")
+    assert redactor("a text") == "a text"
+
+
+def test_a_redactor_without_tokens_changes_nothing() -> None:
+    """New, or closed: text passes as is, and scrub_all still works."""
+    fresh, closed = Redactor(), Redactor()
+    closed.remember("tok-gone")
+    closed.close()
+    assert fresh("tok-gone") == closed("tok-gone") == "tok-gone"
+    assert Redactor.scrub_all("tok-gone") == "tok-gone"
+
+
 # --- scrub first, then cut ---------------------------------------------------------
 
 LATE_TOKEN = "tok-" + "5f0c9e2ab4" * 4
@@ -215,6 +267,42 @@ def test_log_limiter_scrubs_before_it_cuts(
     (record,) = caplog.records
     assert live_token[:5] not in record.getMessage()
     assert "server error: 'eeee" in record.getMessage()
+
+
+def test_short_text_cuts_only_what_is_too_long() -> None:
+    """A repr of exactly the limit is shown whole; a longer text is cut and counted."""
+    fits = "a" * (LOG_TEXT_LIMIT - 2)
+    assert short_text(fits) == repr(fits)
+    long = "b" * (LOG_TEXT_LIMIT + 100)
+    assert short_text(long) == repr(long)[:LOG_TEXT_LIMIT] + f"... ({len(long)} chars)"
+
+
+def test_log_limiter_logs_a_burst_then_summaries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A burst per connection, then a count at most every interval and at the end."""
+    caplog.set_level(logging.WARNING, "test.limiter")
+    limiter = LogLimiter(logging.getLogger("test.limiter"), "bad frame")
+    last = 1000.0 + LOG_BURST - 1
+    for now in range(LOG_BURST):
+        limiter.log(1000.0 + now, "x")
+    for now in (last + 1, last + 2, last + LOG_SUMMARY_INTERVAL, last + 61):
+        limiter.log(now, "x")
+    limiter.end_connection(last + 62)
+    for now in range(LOG_BURST):
+        limiter.log(2000.0 + now, "y")
+    limiter.end_connection(2100.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "test.limiter"]
+    assert lines == [
+        *["bad frame: 'x'"] * LOG_BURST,
+        "bad frame: further ones on this connection are only counted "
+        f"(a summary at most every {LOG_SUMMARY_INTERVAL:g} s)",
+        "bad frame: 3 more not logged one by one",
+        "bad frame: 1 more not logged one by one",
+        *["bad frame: 'y'"] * LOG_BURST,
+        "bad frame: further ones on this connection are only counted "
+        f"(a summary at most every {LOG_SUMMARY_INTERVAL:g} s)",
+    ]
 
 
 # --- the logging filter ------------------------------------------------------------
@@ -318,3 +406,64 @@ def test_an_unconfigured_app_gets_no_library_warnings(
     monkeypatch.undo()
     get_logger("trio_ws_bus.test.quiet").warning("server error: quota")
     assert [r.getMessage() for r in caplog.records] == ["server error: quota"]
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        Shows(),
+        f"bad token {LATE_TOKEN} at 100%",
+        ValueError(f"bad token {LATE_TOKEN}: 100%"),
+    ],
+    ids=["object", "percent", "exception with a percent"],
+)
+def test_the_filter_scrubs_a_message_without_args(live_token: str, msg: object) -> None:
+    """A message that is an object (an exception) or has a literal % is scrubbed."""
+    leaky = record(msg)
+    assert RedactingFilter().filter(leaky) is True
+    assert live_token[:6] not in leaky.getMessage()
+    assert "***" in leaky.getMessage()
+
+
+def test_the_filter_scrubs_an_already_formatted_traceback(live_token: str) -> None:
+    """A traceback that is only text (as a QueueHandler passes it) is scrubbed."""
+    queued = record("failed")
+    queued.exc_text = f"RuntimeError: server said {live_token}"
+    RedactingFilter().filter(queued)
+    assert queued.exc_text == "RuntimeError: server said ***"
+
+
+def test_the_filter_leaves_a_clean_traceback_to_the_formatter(live_token: str) -> None:
+    """Without a secret, the handler's own formatException still formats it."""
+
+    class Custom(logging.Formatter):
+        def formatException(self, ei: object) -> str:
+            return "custom traceback"
+
+    error = RuntimeError("no secret here")
+    clean = logging.getLogger("test.filter").makeRecord(
+        "test.filter",
+        logging.ERROR,
+        __file__,
+        1,
+        "failed",
+        (),
+        (RuntimeError, error, None),
+    )
+    RedactingFilter().filter(clean)
+    assert Custom().format(clean) == "failed\ncustom traceback"
+
+
+def test_a_new_library_logger_scrubs(live_token: str) -> None:
+    """get_logger attaches the filter to a logger it creates, once."""
+    logger = get_logger(f"trio_ws_bus.test.fresh{uuid.uuid4().hex}")
+    assert logger.filters == [REDACTING_FILTER]
+
+
+def test_the_transitional_loggers_get_the_filter_once() -> None:
+    """install_log_filter puts the filter back on trio-websocket's logger, once."""
+    logger = logging.getLogger("trio-websocket")
+    logger.removeFilter(REDACTING_FILTER)
+    install_log_filter()
+    install_log_filter()
+    assert logger.filters.count(REDACTING_FILTER) == 1

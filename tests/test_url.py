@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import traceback
 import urllib.parse
 
@@ -101,3 +102,47 @@ def test_a_token_that_is_not_text_fails_without_showing_it() -> None:
     shown = "".join(traceback.format_exception(error)) + repr(error)
     assert "SECRET" not in shown
     assert "\\udcff" not in shown
+
+
+@pytest.mark.parametrize(
+    ("base", "error", "message"),
+    [
+        (b"http://x.test", TypeError, "url must be a str, got bytes"),
+        ("ftp://x.test", ValueError, "url scheme must be http, https, ws or wss"),
+        ("http://x.test:99999", ValueError, "url has an invalid port"),
+        ("http://", ValueError, "url has no host"),
+        ("http://user@x.test", ValueError, "url must not contain credentials"),
+        ("http://:pw@x.test", ValueError, "url must not contain credentials"),
+        ("http://x.test/#top", ValueError, "url must not contain a fragment"),
+    ],
+)
+def test_a_bad_url_says_what_is_wrong(
+    base: object, error: type[Exception], message: str
+) -> None:
+    """Each unusable base URL is refused with its own reason, a bare user name too."""
+    with pytest.raises(error, match=f"^{re.escape(message)}"):
+        resolve_target(base, "t", path=PATH)  # type: ignore[arg-type]
+
+
+def test_a_token_that_is_not_text_is_named_as_such() -> None:
+    """The error says what is wrong with the token, without the token."""
+    with pytest.raises(TokenNotText, match=r"^the token is not valid text"):
+        resolve_target("https://x.test", "\udcff", path=PATH)
+
+
+def test_reserved_characters_in_a_token_are_percent_encoded() -> None:
+    """A space is %20 (not +) and a / is %2F, as every server decodes them."""
+    target = resolve_target("https://x.test", "a b/c+d=e", path=PATH)
+    assert target.resource == "/api/v2/ws?token=a%20b%2Fc%2Bd%3De"
+
+
+def test_a_relative_default_path_gets_its_slash() -> None:
+    """path="ws" is sent as /ws."""
+    assert resolve_target("https://x.test", "t", path="ws").resource == "/ws?token=t"
+
+
+def test_no_token_and_no_query_leaves_no_question_mark() -> None:
+    """token=None (a header token) with no other parameter: a bare path."""
+    assert resolve_target("https://x.test", None, path=PATH).url == (
+        "wss://x.test/api/v2/ws"
+    )
