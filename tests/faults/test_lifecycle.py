@@ -24,7 +24,6 @@ from trio_ws_bus import (
     ConnectionEvent,
     ConnectionGaveUp,
     RetryRules,
-    default_retry_policy,
 )
 from trio_ws_bus.testing import (
     Opcode,
@@ -62,7 +61,6 @@ async def test_connect_from_the_give_up_handler_starts_a_new_session(
             server,
             token=provide,
             backoff=Backoff(max_retries=0),
-            retry_policy=default_retry_policy,
         ) as (manager, _):
             reconnected: list[float] = []
 
@@ -88,9 +86,7 @@ async def test_connect_during_a_backoff_wait_tries_at_once(
     """connect() while waiting 5 s to retry makes the next attempt right away."""
     async with open_reference_server(listen=False) as server:
         server.reject_next(1, status=503)
-        async with manager_on(
-            server, backoff=Backoff(base=5.0), retry_policy=default_retry_policy
-        ) as (manager, events):
+        async with manager_on(server, backoff=Backoff(base=5.0)) as (manager, events):
             await server.wait_until(lambda s: s.rejections == 1)
             await trio.sleep(2.0)  # two seconds into the five-second wait
             asked_at = trio.current_time()
