@@ -188,7 +188,7 @@ class WebSocketManager:
         self._connections = 0
         self._redact = Redactor()
         self._counters = MessageCounters()
-        self._router = Router(bus.publish, self._counters, self._scrub, logger)
+        self._router = Router(bus.publish, self._counters, self._redact, logger)
         self._phase = Phase.IDLE
         self._status = ConnectionStatus.DISCONNECTED
         self._gave_up: str | None = None
@@ -455,7 +455,7 @@ class WebSocketManager:
             self._enter(Phase.BACKOFF)
             if failure.kind is FailureKind.CLOSED and failure.reason is not None:
                 # The server's close reason: the policy sees no token either.
-                failure = attrs.evolve(failure, reason=self._scrub(failure.reason))
+                failure = attrs.evolve(failure, reason=self._redact(failure.reason))
             self._publish_failure(failure)
             decision = self._budget.on_failure(failure, trio.current_time())
             if decision.delay is None:
@@ -635,19 +635,19 @@ class WebSocketManager:
 
     # --- state --------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        return self._redact(text)
-
     def _enter(self, phase: Phase) -> None:
         self._phase = phase
-        self._state_changed.set()
-        self._state_changed = trio.Event()
+        self._notify()
 
     def _publish(self, event: ConnectionEvent) -> None:
         if event.reason is not None:  # the server's words
-            event = attrs.evolve(event, reason=self._scrub(event.reason))
+            event = attrs.evolve(event, reason=self._redact(event.reason))
         self._status = event.status
         self.bus.publish(CONNECTION_TOPIC, event)
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake every task waiting in wait_connected() or _shutdown()."""
         self._state_changed.set()
         self._state_changed = trio.Event()
 

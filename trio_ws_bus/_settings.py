@@ -17,7 +17,6 @@ import attrs
 
 from ._logs import get_logger
 from ._proxy import ProxyFromEnv, ProxyURL, resolve_proxy
-from ._secrets import install_log_filter
 from ._session import Compression, HandshakeOptions
 from ._transport import ProxyTransport, TcpTransport, Transport
 from ._url import check_base_url, resolve_target
@@ -100,7 +99,6 @@ def make_settings(
         TypeError: For an argument of the wrong type.
     """
     check_base_url(url)
-    install_log_filter()
     if not (isinstance(token, str) or callable(token)):
         raise TypeError("token must be a str or a callable returning one")
     for name, value in (
