@@ -122,6 +122,24 @@ def test_ledger_replays_in_first_subscribed_order() -> None:
     ]
 
 
+def test_ledger_replays_a_large_set_a_slice_at_a_time() -> None:
+    """take_pending() of 200,000 wanted keys: slices in order, each costing its size."""
+    ledger = SubscriptionLedger()
+    keys: list[SubscriptionKey] = [("device", f"d{i}") for i in range(200_000)]
+    for key in keys:
+        ledger.pin(key)
+    ledger.connection_opened()
+    sent: list[SubscriptionKey] = []
+    for _ in range(len(keys) // 512 + 2):  # bounded: one more call than needed
+        requests = ledger.take_pending(512)
+        if not requests:
+            break
+        assert len(requests) <= 512
+        sent.extend(request.key for request in requests)
+    assert sent == keys
+    assert ledger.pending() == []
+
+
 def test_ledger_references_outlive_an_unpin() -> None:
     """A key held by a context stays wanted after unpin, until released."""
     ledger = SubscriptionLedger()
@@ -234,6 +252,19 @@ class LedgerMachine(RuleBasedStateMachine):
             else:
                 self.server.remove(request.key)
             self.ledger.mark_sent(request)
+
+    @rule(count=st.integers(1, 4))
+    def take(self, count: int) -> None:
+        """Take a slice of what is pending: exactly the head of pending()."""
+        expected = self.ledger.pending()[:count]
+        taken = self.ledger.take_pending(count)
+        assert taken == expected
+        for request in taken:
+            assert self.server is not None
+            if request.action == "subscribe":
+                self.server.append(request.key)
+            else:
+                self.server.remove(request.key)
 
     @invariant()
     def wanted_matches_model(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Final
@@ -427,6 +427,13 @@ class SubscriptionLedger:
     _references: Counter[SubscriptionKey] = attrs.field(factory=Counter)
     _wanted: dict[SubscriptionKey, None] = attrs.field(factory=dict)
     _on_server: dict[SubscriptionKey, None] | None = None
+    # While connected, what differs between the server's view and _wanted, in
+    # the order it came to differ. Ordered dicts pop their first key in O(1),
+    # so taking a slice of requests costs the slice, not the whole set.
+    _to_unsubscribe: OrderedDict[SubscriptionKey, None] = attrs.field(
+        factory=OrderedDict
+    )
+    _to_subscribe: OrderedDict[SubscriptionKey, None] = attrs.field(factory=OrderedDict)
 
     @property
     def wanted(self) -> list[SubscriptionKey]:
@@ -461,37 +468,66 @@ class SubscriptionLedger:
             self._wanted.setdefault(key, None)
         else:
             self._wanted.pop(key, None)
+        self._compare(key)
+
+    def _compare(self, key: SubscriptionKey) -> None:
+        """Note whether the server must be told about ``key`` (while connected)."""
+        on_server = self._on_server
+        if on_server is None:
+            return
+        wanted, known = key in self._wanted, key in on_server
+        self._to_subscribe.pop(key, None)
+        self._to_unsubscribe.pop(key, None)
+        if wanted and not known:
+            self._to_subscribe[key] = None
+        elif known and not wanted:
+            self._to_unsubscribe[key] = None
 
     def connection_opened(self) -> None:
         """A new connection: the server holds nothing yet."""
         self._on_server = {}
+        self._to_unsubscribe = OrderedDict()
+        self._to_subscribe = OrderedDict.fromkeys(self._wanted)
 
     def connection_lost(self) -> None:
         """No connection: nothing is pending until the next one opens."""
         self._on_server = None
+        self._to_unsubscribe = OrderedDict()
+        self._to_subscribe = OrderedDict()
 
     def pending(self) -> list[SubscribeRequest]:
-        """The requests to send now, in order (empty while disconnected)."""
-        on_server = self._on_server
-        if on_server is None:
-            return []
-        requests = [
-            SubscribeRequest.unsubscribe(*key)
-            for key in on_server
-            if key not in self._wanted
+        """The requests to send now, in order (empty while disconnected).
+
+        Unsubscribes first, then subscribes in the order they became wanted.
+        """
+        return [
+            *(SubscribeRequest.unsubscribe(*key) for key in self._to_unsubscribe),
+            *(SubscribeRequest.subscribe(*key) for key in self._to_subscribe),
         ]
-        requests.extend(
-            SubscribeRequest.subscribe(*key)
-            for key in self._wanted
-            if key not in on_server
-        )
-        return requests
+
+    def take_pending(self, max_items: int) -> list[SubscribeRequest]:
+        """The first ``max_items`` of :meth:`pending`, marked as sent.
+
+        Costs what it takes, so a large set is replayed a slice at a time.
+        """
+        taken: list[SubscribeRequest] = []
+        for keys, make in (
+            (self._to_unsubscribe, SubscribeRequest.unsubscribe),
+            (self._to_subscribe, SubscribeRequest.subscribe),
+        ):
+            while keys and len(taken) < max_items:
+                key, _ = keys.popitem(last=False)
+                taken.append(make(*key))
+                self.mark_sent(taken[-1])
+        return taken
 
     def mark_sent(self, request: SubscribeRequest) -> None:
         """Record that ``request`` went out on the current connection."""
-        if self._on_server is None:
+        on_server = self._on_server
+        if on_server is None:
             return
         if request.action == "subscribe":
-            self._on_server[request.key] = None
+            on_server[request.key] = None
         else:
-            self._on_server.pop(request.key, None)
+            on_server.pop(request.key, None)
+        self._compare(request.key)
