@@ -8,6 +8,7 @@ sees what was routed (``(topic, payload)``, with :data:`OPENED` where
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 from typing import Any
@@ -19,9 +20,25 @@ from websockets.server import ServerProtocol
 
 from trio_ws_bus._reconnect import SubscriptionLedger
 from trio_ws_bus._routing import MessageCounters, Router
-from trio_ws_bus._session import ClientSession, HandshakeOptions
-from trio_ws_bus.testing import upgrade_response
+from trio_ws_bus._session import (
+    ClientSession,
+    Finished,
+    HandshakeOptions,
+    MessageRejected,
+    Opened,
+    SessionEvent,
+)
+from trio_ws_bus.testing import make_alert, upgrade_response
 
+#: One alerts message and one telemetry reading, as the server sends them.
+ALERTS = json.dumps({"type": "alerts", "alerts": [make_alert(1)]})
+TELEMETRY = json.dumps(
+    {
+        "type": "telemetry",
+        "device_id": "d1",
+        "data": {"timestamp": "ts", "metrics": {"t": 1.5}},
+    }
+)
 TOKEN = "secret-token"
 URL = f"ws://127.0.0.1:8080/api/v2/ws?token={TOKEN}"
 #: Stands in ``Client.routed`` where ``on_open`` ran.
@@ -38,24 +55,23 @@ _logger = logging.getLogger("tests.sansio")
 
 
 class Client:
-    """A session whose router appends to :attr:`routed`."""
+    """A session whose events are routed into :attr:`routed` (see module docs)."""
 
     def __init__(
-        self, options: HandshakeOptions = PLAIN, url: str = URL, **settings: Any
+        self,
+        options: HandshakeOptions = PLAIN,
+        url: str = URL,
+        *,
+        logger: logging.Logger = _logger,
+        **settings: Any,
     ) -> None:
         self.routed: list[tuple[str, object]] = []
+        self.events: list[SessionEvent] = []
         self.counters = MessageCounters()
         self.ledger = SubscriptionLedger()
-        router = Router(self._publish, self.counters, str, _logger)
+        self.router = Router(self._publish, self.counters, str, _logger)
         self.session = ClientSession(
-            url,
-            options,
-            router=router,
-            ledger=self.ledger,
-            on_open=self._opened,
-            now=0.0,
-            logger=_logger,
-            **{**SETTINGS, **settings},
+            url, options, now=0.0, logger=logger, **{**SETTINGS, **settings}
         )
         self.request = self.output()
         """The handshake request the session queued at construction."""
@@ -64,9 +80,35 @@ class Client:
         self.routed.append((topic, payload))
         return 1
 
-    def _opened(self) -> None:
-        self.routed.append(OPENED)
-        self.ledger.connection_opened()
+    def receive(self, data: bytes, now: float = 0.0) -> list[SessionEvent]:
+        """Feed ``data``; route what the session returns; return it too."""
+        return self.route(self.session.receive_data(data, now), now)
+
+    def eof(self, now: float = 0.0) -> list[SessionEvent]:
+        """Feed the end of the stream; route what the session returns."""
+        return self.route(self.session.receive_eof(now), now)
+
+    def route(self, events: list[SessionEvent], now: float) -> list[SessionEvent]:
+        """Act on events as the pump does (without its backpressure)."""
+        self.events.extend(events)
+        for event in events:
+            if isinstance(event, str):
+                self.router.text(event, now)
+            elif isinstance(event, bytes):
+                self.router.binary(event, now)
+            elif isinstance(event, MessageRejected):
+                self.router.refused(event.reason, event.raw, now)
+            elif isinstance(event, Opened):
+                self.routed.append(OPENED)
+                self.ledger.connection_opened()
+            else:
+                assert isinstance(event, Finished)
+        return events
+
+    def flush(self) -> None:
+        """Send what the ledger says the server lacks, as the pump's writer does."""
+        if self.session.is_open:
+            self.session.send_requests(self.ledger.take_pending(1 << 30))
 
     def output(self) -> bytes:
         """Take everything the session wants written."""
@@ -74,7 +116,7 @@ class Client:
 
     def accept(self, then: bytes = b"", now: float = 0.0) -> None:
         """Feed a valid 101 answer to :attr:`request`, and ``then`` with it."""
-        self.session.receive_data(upgrade_response(self.request) + then, now)
+        self.receive(upgrade_response(self.request) + then, now)
 
     @property
     def topics(self) -> list[str]:
@@ -138,9 +180,9 @@ class Peer:
                 moved = True
                 self.wire.append(data)
                 if data:
-                    client.session.receive_data(data, now)
+                    client.receive(data, now)
                 else:
-                    client.session.receive_eof(now)
+                    client.eof(now)
             for data in client.session.data_to_send():
                 moved = True
                 server.receive_data(data)

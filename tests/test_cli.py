@@ -1018,3 +1018,47 @@ async def test_examples_run_standalone_against_an_embedded_server() -> None:
     assert refresh[-1].endswith(
         f"{len(fetched)} tokens fetched, {len(fetched)} distinct"
     )
+
+
+async def test_listen_json_prints_every_reading_of_a_burst(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A burst of 10,000 readings written at once: listen --json prints each one."""
+    from trio_ws_bus.testing import Opcode, encode_frame
+
+    n = 10_000
+    frames = b"".join(
+        encode_frame(
+            Opcode.TEXT,
+            json.dumps(
+                {
+                    "type": "telemetry",
+                    "device_id": "dev-0",
+                    "data": {"timestamp": "t", "metrics": {"seq": i}},
+                }
+            ).encode(),
+        )
+        for i in range(n)
+    )
+    out = io.StringIO()
+    async with open_reference_server(listen=False) as server:
+
+        async def burst() -> None:
+            await server.wait_subscribed("device", "dev-0")
+            assert await server.connections[0].write_raw(frames)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(burst)
+            settings = listen_settings(
+                server.issue_token(), alerts=False, devices=("dev-0",), duration=60.0
+            )
+            output = Output(out, io.StringIO(), json=True)
+            status = await run_listen(
+                settings, output, Stop(), transport=server.transport
+            )
+            assert status == 0
+    lines = json_lines(out.getvalue())
+    readings = [line for line in lines if line["kind"] == "telemetry"]
+    assert [reading["metrics"]["seq"] for reading in readings] == list(range(n))
+    (summary,) = [line for line in lines if line["kind"] == "summary"]
+    assert summary["dropped"] == 0

@@ -235,10 +235,10 @@ def test_session_busy_connection_outlives_the_timeout() -> None:
     client = pinging(max_message_size=1 << 20)
     client.session.on_timer(110.0)
     client.output()
-    client.session.receive_data(encode_frame(Opcode.TEXT, b"x", fin=False), 110.0)
+    client.receive(encode_frame(Opcode.TEXT, b"x", fin=False), 110.0)
     for window in range(1, 6):
         chunk = encode_frame(Opcode.CONTINUATION, b" " * LIVELINESS_BYTES, fin=False)
-        client.session.receive_data(chunk, 110.0 + 5 * window - 1)
+        client.receive(chunk, 110.0 + 5 * window - 1)
         client.session.on_timer(110.0 + 5 * window)
         assert client.session.state is SessionState.OPEN
     client.session.on_timer(140.0)
@@ -249,7 +249,7 @@ def test_session_trickle_is_cut_off() -> None:
     """A frame that trickles in a few bytes per window times out."""
     client = pinging()
     client.session.on_timer(110.0)
-    client.session.receive_data(b"\x81\x7e\x10", 112.0)  # a 4 KiB frame, begun
+    client.receive(b"\x81\x7e\x10", 112.0)  # a 4 KiB frame, begun
     client.session.on_timer(115.0)
     assert client.session.outcome == heartbeat_timeout(115.0)
 

@@ -8,8 +8,10 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 from sansio import (
+    ALERTS,
     OPENED,
     PLAIN,
+    TELEMETRY,
     TOKEN,
     Client,
     Peer,
@@ -30,17 +32,7 @@ from trio_ws_bus.testing import (
     Opcode,
     encode_frame,
     http_response,
-    make_alert,
     upgrade_response,
-)
-
-ALERTS = json.dumps({"type": "alerts", "alerts": [make_alert(1)]})
-TELEMETRY = json.dumps(
-    {
-        "type": "telemetry",
-        "device_id": "d1",
-        "data": {"timestamp": "ts", "metrics": {"t": 1.5}},
-    }
 )
 
 
@@ -69,7 +61,7 @@ def opened(**settings: object) -> Client:
 def answered(answer: bytes) -> ConnectionFailure | None:
     """The outcome of feeding ``answer`` to a fresh client's handshake."""
     client = Client()
-    client.session.receive_data(answer, 0.0)
+    client.receive(answer, 0.0)
     assert client.output() == b""
     return client.session.outcome
 
@@ -227,14 +219,14 @@ def upgrade_without(client: Client, header: bytes) -> bytes:
 def test_101_without_a_valid_upgrade_is_refused(header: bytes) -> None:
     """A 101 missing its accept key or upgrade headers is not a WebSocket upgrade."""
     client = Client()
-    client.session.receive_data(upgrade_without(client, header), 0.0)
+    client.receive(upgrade_without(client, header), 0.0)
     assert client.session.outcome == refused("not a WebSocket upgrade")
 
 
 def test_101_with_a_wrong_accept_key_is_refused() -> None:
     """An accept key computed from another request is not a WebSocket upgrade."""
     client, other = Client(), Client()
-    client.session.receive_data(upgrade_without(other, b"\0"), 0.0)
+    client.receive(upgrade_without(other, b"\0"), 0.0)
     assert client.session.outcome == refused("not a WebSocket upgrade")
 
 
@@ -242,8 +234,8 @@ def test_101_with_a_wrong_accept_key_is_refused() -> None:
 def test_eof_during_handshake_is_unreachable(sent: bytes) -> None:
     """EOF before the answer is complete: the server went away mid-handshake."""
     client = Client()
-    client.session.receive_data(sent, 0.0)
-    client.session.receive_eof(1.0)
+    client.receive(sent, 0.0)
+    client.eof(1.0)
     assert client.session.outcome == ConnectionFailure(
         FailureKind.UNREACHABLE,
         reason="Connection closed during the opening handshake",
@@ -287,7 +279,7 @@ def test_long_non_101_answer_fails_chunk_by_chunk() -> None:
     answer = http_response(500, body=b"x" * 2 * ANSWER_LIMIT)
     fed = 0
     while client.session.outcome is None and fed < len(answer):
-        client.session.receive_data(answer[fed : fed + 4096], 0.0)
+        client.receive(answer[fed : fed + 4096], 0.0)
         fed += 4096
     assert fed == ANSWER_LIMIT + 4096
     assert client.session.outcome is not None
@@ -309,7 +301,7 @@ def test_endless_status_line_is_cut_off(start: bytes) -> None:
     for fed in range(HEAD_LIMIT // 1024 + 2):
         if client.session.outcome is not None:
             break
-        client.session.receive_data(start if fed == 0 else b"9" * 1024, 0.0)
+        client.receive(start if fed == 0 else b"9" * 1024, 0.0)
     assert client.session.outcome == (
         not_read(200, f"answer head longer than {HEAD_LIMIT} bytes")
         if b"200" in start
@@ -335,9 +327,7 @@ def test_text_messages_are_routed_and_counted() -> None:
     client = opened()
     ack = json.dumps({"type": "subscribed", "channel": "alerts"})
     error = json.dumps({"type": "error", "message": "quota exceeded"})
-    client.session.receive_data(
-        text(ALERTS) + text(TELEMETRY) + text(ack) + text(error), 1.0
-    )
+    client.receive(text(ALERTS) + text(TELEMETRY) + text(ack) + text(error), 1.0)
     (_, alerts), (_, telemetry), (_, message) = client.routed[1:]
     assert client.topics[1:] == [ALERTS_TOPIC, "telemetry:d1", ERROR_TOPIC]
     assert isinstance(alerts, tuple)
@@ -354,7 +344,7 @@ def test_fragmented_text_is_reassembled_around_a_ping() -> None:
     """Fragments make one message; a ping between them is answered with a pong."""
     client = opened()
     data = ALERTS.encode()
-    client.session.receive_data(
+    client.receive(
         encode_frame(Opcode.TEXT, data[:10], fin=False)
         + encode_frame(Opcode.PING, b"are you there")
         + encode_frame(Opcode.CONTINUATION, data[10:20], fin=False)
@@ -368,7 +358,7 @@ def test_fragmented_text_is_reassembled_around_a_ping() -> None:
 def test_invalid_text_is_published_as_invalid() -> None:
     """Text that is not a server message lands on INVALID_TOPIC."""
     client = opened()
-    client.session.receive_data(text('{"type": "nope"}'), 1.0)
+    client.receive(text('{"type": "nope"}'), 1.0)
     assert client.topics == [OPENED[0], INVALID_TOPIC]
     assert client.counters.invalid_messages == 1
 
@@ -377,7 +367,7 @@ def test_invalid_text_is_published_as_invalid() -> None:
 def test_binary_message_is_rejected(split_at: int | None) -> None:
     """Binary messages (whole or fragmented) are refused onto INVALID_TOPIC."""
     client = opened()
-    client.session.receive_data(message(Opcode.BINARY, b"\x00\x01", split_at), 1.0)
+    client.receive(message(Opcode.BINARY, b"\x00\x01", split_at), 1.0)
     assert client.routed[1:] == [
         (INVALID_TOPIC, InvalidItem("binary frame", "\x00\x01"))
     ]
@@ -402,9 +392,7 @@ def test_compressed_messages_with_deflate() -> None:
 def test_server_close_is_answered_and_finishes_at_once() -> None:
     """The server's close frame: FINISHED at once, its code and reason kept."""
     client = opened()
-    client.session.receive_data(
-        encode_frame(Opcode.CLOSE, close_payload(1001, "going away")), 4.0
-    )
+    client.receive(encode_frame(Opcode.CLOSE, close_payload(1001, "going away")), 4.0)
     assert client.session.outcome == closed(1001, "going away", 4.0)
     assert closes_with(client, 1001, "going away")  # the close frame, echoed
 
@@ -452,7 +440,7 @@ def test_eof_after_our_close_without_an_answer() -> None:
     client = opened()
     client.session.close(1.0)
     client.output()
-    client.session.receive_eof(2.0)
+    client.eof(2.0)
     assert client.session.outcome == closed(1000, "Client disconnect", 2.0)
     assert client.output() == b""
 
@@ -470,7 +458,7 @@ def test_eof_after_our_close_without_an_answer() -> None:
 def test_protocol_violation_closes_with_1002(frame: bytes) -> None:
     """A frame breaking RFC 6455: 1002 sent, reason "Protocol error: ..."."""
     client = opened()
-    client.session.receive_data(frame, 1.0)
+    client.receive(frame, 1.0)
     outcome = client.session.outcome
     assert outcome is not None
     assert outcome.close_code == 1002
@@ -482,20 +470,44 @@ def test_protocol_violation_closes_with_1002(frame: bytes) -> None:
 
 @pytest.mark.parametrize("split_at", [None, 3])
 def test_invalid_utf8_text_closes_with_1007(split_at: int | None) -> None:
-    """A text message that is not UTF-8: 1007 sent and reported."""
+    """A text message that is not UTF-8: 1007 sent and reported, the item counted."""
     client = opened()
-    client.session.receive_data(message(Opcode.TEXT, b'"ok\xff', split_at), 1.0)
+    client.receive(message(Opcode.TEXT, b'"ok\xff', split_at), 1.0)
     why = "invalid UTF-8 at byte 3"
     assert client.session.outcome == closed(1007, f"Protocol error: {why}", 1.0)
     assert closes_with(client, 1007, why)
-    assert client.topics == [OPENED[0]]
+    assert client.routed[1:] == [(INVALID_TOPIC, InvalidItem(why, '"ok\\xff'))]
+    assert client.counters.invalid_messages == 1
+
+
+def test_a_close_in_the_middle_of_a_fragmented_message_keeps_its_code() -> None:
+    """The server's close cuts a fragmented message: its code and reason stand.
+
+    The abandoned fragments are counted as one invalid message.
+    """
+    client = opened()
+    client.receive(
+        encode_frame(Opcode.TEXT, b'{"type": "al', fin=False)
+        + encode_frame(Opcode.CLOSE, close_payload(1001, "going away")),
+        2.0,
+    )
+    assert client.session.outcome == closed(1001, "going away", 2.0)
+    assert client.routed[1:] == [
+        (
+            INVALID_TOPIC,
+            InvalidItem(
+                "fragmented message cut short by a close frame", '{"type": "al'
+            ),
+        )
+    ]
+    assert client.counters.invalid_messages == 1
 
 
 @pytest.mark.parametrize("split_at", [None, 600])
 def test_message_over_max_size_closes_with_1009(split_at: int | None) -> None:
     """A message over max_message_size: 1009 "Message too big", counted invalid."""
     client = opened(max_message_size=1024)
-    client.session.receive_data(message(Opcode.TEXT, b"x" * 1025, split_at), 1.0)
+    client.receive(message(Opcode.TEXT, b"x" * 1025, split_at), 1.0)
     assert client.session.outcome == closed(1009, "Message too big", 1.0)
     assert client.routed[1:] == [
         (INVALID_TOPIC, InvalidItem("message larger than max_message_size", ""))
@@ -508,14 +520,14 @@ def test_message_over_max_size_closes_with_1009(split_at: int | None) -> None:
 def test_frame_header_announcing_2_62_bytes_closes_at_once() -> None:
     """A header announcing 2**62 bytes fails with 1009 before any payload."""
     client = opened()
-    client.session.receive_data(b"\x81\x7f" + (2**62).to_bytes(8, "big"), 1.0)
+    client.receive(b"\x81\x7f" + (2**62).to_bytes(8, "big"), 1.0)
     assert client.session.outcome == closed(1009, "Message too big", 1.0)
 
 
 def test_eof_while_open_is_1006_and_sends_nothing() -> None:
     """The server drops TCP without a close frame: 1006, no close frame sent."""
     client = opened()
-    client.session.receive_eof(3.0)
+    client.eof(3.0)
     assert client.session.outcome == closed(1006, None, 3.0)
     assert client.output() == b""
 
@@ -531,7 +543,7 @@ def test_peer_stalled_drops_without_sending() -> None:
     """A peer that stopped reading: 1006 "Heartbeat timeout", queued bytes dropped."""
     client = opened()
     client.ledger.pin(("alerts", None))
-    client.session.flush_subscriptions()
+    client.flush()
     client.session.peer_stalled(3.0)
     assert client.session.outcome == closed(1006, "Heartbeat timeout", 3.0)
     assert client.output() == b""
@@ -540,9 +552,9 @@ def test_peer_stalled_drops_without_sending() -> None:
 def test_finished_is_final() -> None:
     """Nothing fed or asked after FINISHED changes the outcome or sends bytes."""
     client = opened()
-    client.session.receive_eof(1.0)
+    client.eof(1.0)
     outcome = client.session.outcome
-    client.session.receive_data(text(ALERTS), 2.0)
+    client.receive(text(ALERTS), 2.0)
     client.session.close(2.0)
     client.session.peer_stalled(2.0)
     client.session.on_timer(1e9)
@@ -566,17 +578,17 @@ def sub(action: str, kind: str, device_id: str | None = None) -> str:
 def test_flush_subscriptions_replays_then_sends_only_changes() -> None:
     """After open the ledger is replayed in order; later only changes go out."""
     peer = Peer(Client(HandshakeOptions(compression="deflate")))
-    ledger, session = peer.client.ledger, peer.client.session
+    ledger, client = peer.client.ledger, peer.client
     ledger.pin(("alerts", None))
     ledger.pin(("device", "d1"))
-    session.flush_subscriptions()  # not open yet: nothing
+    client.flush()  # not open yet: nothing
     assert peer.client.output() == b""
     peer.exchange()
-    session.flush_subscriptions()
+    client.flush()
     ledger.pin(("device", "d2"))
     ledger.unpin(("alerts", None))
-    session.flush_subscriptions()
-    session.flush_subscriptions()  # nothing pending: nothing sent
+    client.flush()
+    client.flush()  # nothing pending: nothing sent
     peer.exchange()
     assert peer.texts == [
         sub("subscribe", "alerts"),
@@ -592,7 +604,7 @@ def test_flush_subscriptions_after_finish_sends_nothing() -> None:
     client = opened()
     client.session.connection_lost(1.0)
     client.ledger.pin(("alerts", None))
-    client.session.flush_subscriptions()
+    client.flush()
     assert client.output() == b""
     assert client.ledger.pending() == [SubscribeRequest.subscribe("alerts")]
 
@@ -616,7 +628,7 @@ def fed_in_pieces(cuts: list[int]) -> Client:
     data = upgrade_response(client.request) + _SERVER_FRAMES
     bounds = sorted({0, len(data), *(cut % len(data) for cut in cuts)})
     for start, end in itertools.pairwise(bounds):
-        client.session.receive_data(data[start:end], 1.0)
+        client.receive(data[start:end], 1.0)
     return client
 
 
@@ -635,11 +647,11 @@ def test_any_split_of_the_servers_bytes_acts_the_same(cuts: list[int]) -> None:
 def test_garbage_after_101_never_raises(garbage: bytes) -> None:
     """Any bytes after a valid 101 end in a defined outcome or leave it open."""
     client = opened()
-    client.session.receive_data(garbage, 1.0)
+    client.receive(garbage, 1.0)
     session = client.session
     assert session.state in (SessionState.OPEN, SessionState.FINISHED)
     if session.state is SessionState.OPEN:
-        session.receive_eof(2.0)
+        client.eof(2.0)
     assert session.outcome is not None
     assert session.outcome.kind is FailureKind.CLOSED
     assert isinstance(session.outcome.close_code, int)

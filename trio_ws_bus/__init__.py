@@ -77,9 +77,13 @@ from ._reconnect import (
     seed_retry_policy as seed_retry_policy,
 )
 from ._settings import (
+    DEFAULT_SUBSCRIBER_WAIT as DEFAULT_SUBSCRIBER_WAIT,
     HandshakeHeaders as HandshakeHeaders,
     TokenLocation as TokenLocation,
     TokenProvider as TokenProvider,
+)
+from ._subscription import (
+    SCHEDULE_INTERVAL as SCHEDULE_INTERVAL,
 )
 from ._transport import (
     ProxyTransport as ProxyTransport,
@@ -98,10 +102,12 @@ __all__ = [
     "ALERTS_TOPIC",
     "CONNECTION_TOPIC",
     "DEFAULT_MAX_BUFFER",
+    "DEFAULT_SUBSCRIBER_WAIT",
     "ERROR_TOPIC",
     "INVALID_RAW_LIMIT",
     "INVALID_TOPIC",
     "PROXY_FROM_ENV",
+    "SCHEDULE_INTERVAL",
     "Alert",
     "AlertsMessage",
     "Backoff",

@@ -1,69 +1,45 @@
-"""The topic message bus: synchronous publish, one bounded channel per subscriber.
+"""The topic message bus: synchronous publish, routing, handlers, backpressure.
 
 Rules the bus obeys (everything else follows from them):
 
-1. ``publish()`` is synchronous and never blocks: each subscription has its own
-   bounded buffer, and publishing either hands the message to a task waiting in
-   ``receive()`` or appends it to that buffer. A full buffer is resolved by the
-   subscription's `Overflow` policy, so one stalled subscriber never delays the
-   publisher or the others.
-2. Registration is copy-on-write: the routing tables hold tuples that are
+1. ``publish()`` is synchronous and never blocks: each subscription
+   (:mod:`trio_ws_bus._subscription`) has its own bounded buffer and takes the
+   message, buffers it, or resolves a full buffer by its `Overflow` policy, so
+   one stalled subscriber never delays the publisher or the others.
+2. Backpressure is the publisher's choice: `MessageBus.congested` says that a
+   subscription passed its high-water mark, and ``await`` `MessageBus.drain`
+   gives subscribers a turn, bounded by a patience after which the laggards
+   stop holding it back. The connection's reader does this between messages,
+   so TCP slows the server instead of a buffer overflowing.
+3. Registration is copy-on-write: the routing tables hold tuples that are
    replaced, never mutated. A publish iterates the snapshot it started with, so a
    handler may subscribe, unsubscribe, publish or ``clear()`` safely; such
    changes take effect from the next publish.
-3. Routing is an exact-topic dict lookup plus one ``str.startswith`` call with
+4. Routing is an exact-topic dict lookup plus one ``str.startswith`` call with
    the tuple of every pattern's prefix (the patterns are scanned one by one only
    when one of them matches). Topics nobody listens to cost one failed lookup,
    however many other topics exist.
-4. A subscription is registered when its context manager is entered and removed
+5. A subscription is registered when its context manager is entered and removed
    when it exits, whatever the exit; a receive side closed behind the bus's back
    is removed at the next publish that reaches it.
-5. Each subscription is its own small channel (a buffer made on first use, the
-   tasks waiting in ``receive()``), with the semantics of a Trio memory channel
-   whose only sender is the bus: FIFO, ``receive()`` always a checkpoint, a
-   cancelled ``receive()`` loses nothing, bookkeeping protected from
-   ``KeyboardInterrupt`` (Trio's KI protection). It is not a Trio memory
-   channel because an idle subscriber should cost as little as possible: a
-   memory channel pair with its empty buffer and bookkeeping takes about 2 KB,
-   more than everything else an idle subscriber holds (``bench/memory.py``
-   measures it).
 """
 
 from __future__ import annotations
 
-import enum
 import inspect
+import math
 import operator
-from abc import ABCMeta
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import MappingProxyType, TracebackType
-from typing import (
-    Any,
-    Final,
-    NoReturn,
-    TypeVar,
-    final,
-    overload,
-)
+from typing import Any, TypeVar, final, overload
 
 import attrs
-import outcome
 import trio
-from trio.lowlevel import (
-    Abort,
-    Task,
-    cancel_shielded_checkpoint,
-    checkpoint_if_cancelled,
-    current_task,
-    enable_ki_protection,
-    reschedule,
-    wait_task_rescheduled,
-)
+from trio.lowlevel import enable_ki_protection
 
-from ._errors import SubscriberLagged
 from ._logs import get_logger
+from ._subscription import DEFAULT_MAX_BUFFER, Backlog, Overflow, Subscription
 from ._topics import (
     ALERTS_TOPIC,
     CONNECTION_TOPIC,
@@ -90,17 +66,7 @@ __all__ = [
 
 logger = get_logger("trio_ws_bus.bus")
 
-_T = TypeVar("_T")
-_T_co = TypeVar("_T_co", covariant=True)
 _P = TypeVar("_P")
-DEFAULT_MAX_BUFFER: Final = 256
-"""Default buffer size of a subscription, in messages.
-
-Large enough to ride out a consumer hiccup (a GC pause, a slow database write)
-of a few seconds at typical telemetry rates without losing anything, small
-enough that a subscriber that stopped reading holds at most a few KiB of
-references (payloads are shared between subscribers, never copied).
-"""
 
 
 def _check_topic(topic: object) -> str:
@@ -111,346 +77,6 @@ def _check_topic(topic: object) -> str:
     if star != -1 and star != len(topic) - 1:
         raise ValueError(f"'*' may only end a topic (a prefix pattern), got {topic!r}")
     return topic
-
-
-def _check_max_items(max_items: int | None) -> None:
-    if max_items is not None and max_items < 1:
-        raise ValueError(f"max_items must be >= 1 or None, got {max_items!r}")
-
-
-class Overflow(enum.Enum):
-    """What a subscription does with a message that finds its buffer full.
-
-    Every lost message is counted in `Subscription.dropped` and in
-    `BusStatistics.dropped` (per subscription topic in
-    `BusStatistics.dropped_by_topic`).
-    """
-
-    DROP_OLDEST = "drop_oldest"
-    """Evict the oldest buffered message to make room: the subscriber always
-    sees the most recent ``max_buffer`` messages. The message is delivered (it
-    counts in ``publish()``'s return value)."""
-
-    DROP_NEWEST = "drop_newest"
-    """Discard the new message: the subscriber keeps what it had buffered."""
-
-    ERROR = "error"
-    """Discard the new message, like `DROP_NEWEST`, and make the subscriber's
-    next ``receive()`` raise `SubscriberLagged` once, *before* the messages
-    still buffered (which were all published before the lost ones). Those
-    buffered messages, then newer ones, follow on the next calls."""
-
-
-class _NoPublicConstructor(ABCMeta):
-    """Metaclass of classes that only this module may instantiate (``_create``)."""
-
-    def __call__(cls, *args: object, **kwargs: object) -> NoReturn:
-        raise TypeError(
-            f"{cls.__module__}.{cls.__qualname__} has no public constructor"
-        )
-
-    def _create(cls: type[_T], *args: object, **kwargs: object) -> _T:
-        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
-
-
-@final
-class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructor):
-    """One subscriber's own receive channel, made by `MessageBus.subscribe`.
-
-    A `trio.abc.ReceiveChannel`: use ``await receive()``, ``receive_nowait()``
-    or ``async for``. A consumer that must keep up with a fast feed takes what
-    is buffered at once with `receive_batch` or ``async for batch in
-    subscription.batches()``: ``receive()`` is a checkpoint, which costs a trip
-    through Trio's scheduler per message.
-
-    Iteration ends (`trio.EndOfChannel`) once the bus closed the subscription
-    with `MessageBus.clear` and the messages buffered before that were
-    received. Leaving the ``subscribe()`` context, or calling
-    `aclose`, unregisters the subscription and closes this channel: any further
-    ``receive()`` raises `trio.ClosedResourceError`.
-
-    With `Overflow.ERROR`, every way of receiving raises `SubscriberLagged`
-    once after a loss; the subscription stays usable, so catch it and keep
-    receiving.
-
-    Several tasks may receive from one subscription: each message goes to one
-    of them, to the one that has waited longest.
-
-    The type parameter is the payload type; the bus does not check it
-    (``Subscription[Any]`` unless you annotate otherwise).
-    """
-
-    __slots__ = (
-        "_buffer",
-        "_bus",
-        "_closed",
-        "_dropped",
-        "_ended",
-        "_interrupt",
-        "_limit",
-        "_missed",
-        "_registered",
-        "_waiters",
-        "max_buffer",
-        "overflow",
-        "topic",
-    )
-
-    def __init__(
-        self, bus: MessageBus, topic: str, max_buffer: int, overflow: Overflow
-    ) -> None:
-        self.topic: Final[str] = topic
-        """The topic or prefix pattern this subscription was made for."""
-        self.max_buffer: Final[int] = max_buffer
-        """How many messages wait in the buffer before `overflow` applies."""
-        self.overflow: Final[Overflow] = overflow
-        """The policy applied when a message finds the buffer full."""
-        self._dropped = 0
-        self._bus = bus
-        # Messages published while no task waited, oldest first; made on first
-        # use, since an empty deque alone takes more than half a KiB.
-        self._buffer: deque[Any] | None = None
-        # Tasks blocked in receive(), longest waiting first. Non-empty only
-        # while the buffer is empty.
-        self._waiters: list[Task] = []
-        # What the publish fast path compares the buffer's length with:
-        # max_buffer while the subscription accepts messages, 0 once it was
-        # closed or ended, which sends every publish to the slow path.
-        self._limit = max_buffer
-        self._missed = 0  # Overflow.ERROR: losses not reported yet
-        self._registered = False
-        self._ended = False  # MessageBus.clear(): nothing comes after the buffer
-        self._closed = False  # our receive side, closed by aclose() or the context
-        # Set by _set_interrupt(): what a receive raises instead of waiting.
-        self._interrupt: Callable[[], BaseException] | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"<Subscription topic={self.topic!r} max_buffer={self.max_buffer} "
-            f"overflow={self.overflow.name} dropped={self.dropped}>"
-        )
-
-    @property
-    def dropped(self) -> int:
-        """How many messages this subscription lost to its overflow policy so far."""
-        return self._dropped
-
-    @enable_ki_protection
-    def receive_nowait(self) -> _T_co:
-        """Return the next message if one is buffered, without blocking.
-
-        Returns:
-            The next payload, in publish order.
-
-        Raises:
-            SubscriberLagged: With `Overflow.ERROR`, once after messages were lost.
-            trio.WouldBlock: If no message is buffered.
-            trio.EndOfChannel: If `MessageBus.clear` closed the subscription and
-                the buffer is drained.
-            trio.ClosedResourceError: If this subscription was closed.
-        """
-        if self._closed:
-            raise trio.ClosedResourceError
-        if self._missed:
-            missed, self._missed = self._missed, 0
-            raise SubscriberLagged(missed)
-        if self._buffer:
-            return self._buffer.popleft()  # type: ignore[no-any-return]
-        if self._ended:
-            raise trio.EndOfChannel
-        if self._interrupt is not None:
-            raise self._interrupt()
-        raise trio.WouldBlock
-
-    @enable_ki_protection
-    async def receive(self) -> _T_co:
-        """Wait for the next message and return it.
-
-        Always a checkpoint, and cancellable: a cancelled ``receive()`` loses
-        no message.
-
-        Returns:
-            The next payload, in publish order.
-
-        Raises:
-            SubscriberLagged: With `Overflow.ERROR`, once after messages were lost,
-                before the messages still buffered are returned.
-            trio.EndOfChannel: If `MessageBus.clear` closed the subscription and
-                the buffer is drained.
-            trio.ClosedResourceError: If this subscription was closed.
-        """
-        await checkpoint_if_cancelled()
-        buffer = self._buffer
-        if buffer and not self._missed:
-            # The common case first: a message is waiting.
-            value = buffer.popleft()
-            await cancel_shielded_checkpoint()
-            return value  # type: ignore[no-any-return]
-        if self._missed and not self._closed:
-            await cancel_shielded_checkpoint()
-            # Re-read: more may have been lost, or another task reported it.
-            missed, self._missed = self._missed, 0
-            if missed and not self._closed:
-                raise SubscriberLagged(missed)
-            # Another receiver reported it while we yielded: start over.
-            return await self.receive()  # pragma: no cover - a race of receivers
-        if buffer or self._closed or self._ended or self._interrupt is not None:
-            return self.receive_nowait()  # a message, or why there is none
-        # Nothing buffered: wait for publish() to hand us a message directly.
-        task = current_task()
-        waiters = self._waiters
-        waiters.append(task)
-
-        def abort(_: object) -> Abort:
-            waiters.remove(task)
-            return Abort.SUCCEEDED
-
-        return await wait_task_rescheduled(abort)  # type: ignore[no-any-return]
-
-    @enable_ki_protection
-    async def receive_batch(self, max_items: int | None = None) -> tuple[_T_co, ...]:
-        """Wait for at least one message, then return all that are buffered.
-
-        One checkpoint for the whole batch, where ``receive()`` makes one per
-        message: for a consumer that must keep up with the wire, that
-        checkpoint can cost more than the message's parsing and routing. Like
-        ``receive()``, cancellable without losing a message.
-
-        Args:
-            max_items: Return at most this many messages (``>= 1``); the rest
-                stay buffered. ``None``: everything buffered.
-
-        Returns:
-            The messages, oldest first, at least one.
-
-        Raises:
-            ValueError: If ``max_items`` is below 1.
-            SubscriberLagged: With `Overflow.ERROR`, once after messages were lost,
-                before the messages still buffered are returned.
-            trio.EndOfChannel: If `MessageBus.clear` closed the subscription and
-                the buffer is drained.
-            trio.ClosedResourceError: If this subscription was closed.
-        """
-        _check_max_items(max_items)
-        await checkpoint_if_cancelled()
-        if self._buffer and not self._missed:
-            batch = self._take(max_items)
-            await cancel_shielded_checkpoint()
-            return batch
-        # Nothing buffered (or a loss to report): receive() waits for the first.
-        first = await self.receive()
-        return (first, *self._take(None if max_items is None else max_items - 1))
-
-    def batches(self, max_items: int | None = None) -> AsyncIterator[tuple[_T_co, ...]]:
-        """Iterate over batches of messages: ``async for batch in sub.batches()``.
-
-        Each batch is what `receive_batch` returns; the loop ends as
-        ``async for`` over the subscription does.
-
-        Args:
-            max_items: At most this many messages per batch (``>= 1``), or
-                ``None`` for everything buffered.
-
-        Returns:
-            An async iterator of non-empty tuples.
-
-        Raises:
-            ValueError: If ``max_items`` is below 1.
-        """
-        _check_max_items(max_items)
-        return _Batches(self, max_items)
-
-    def _take(self, max_items: int | None) -> tuple[_T_co, ...]:
-        """Pop up to ``max_items`` buffered messages (all if None), oldest first."""
-        buffer = self._buffer
-        if not buffer:
-            return ()
-        if max_items is None or max_items >= len(buffer):
-            batch = tuple(buffer)
-            buffer.clear()
-            return batch
-        return tuple([buffer.popleft() for _ in range(max_items)])
-
-    @enable_ki_protection
-    def _set_interrupt(self, factory: Callable[[], BaseException] | None) -> None:
-        """Make receives raise ``factory()`` instead of waiting; ``None`` re-arms.
-
-        For the manager: while it has given up, a receive with nothing buffered
-        raises at once (tasks already waiting are woken with it), so no consumer
-        waits forever. What is buffered is still delivered first.
-        """
-        self._interrupt = factory
-        if factory is not None:
-            self._wake_all(factory)
-
-    async def aclose(self) -> None:
-        """Unregister from the bus and close this channel.
-
-        Idempotent. Tasks waiting in ``receive()`` get `trio.ClosedResourceError`.
-        Leaving the ``subscribe()`` context does the same.
-        """
-        self._close()
-        await trio.lowlevel.checkpoint()
-
-    @enable_ki_protection
-    def _close(self) -> None:
-        self._bus._unregister(self)
-        self._close_receive_side()
-
-    @enable_ki_protection
-    def _close_receive_side(self) -> None:
-        self._closed = True
-        self._limit = 0
-        self._buffer = None
-        self._wake_all(trio.ClosedResourceError)
-
-    @enable_ki_protection
-    def _end(self) -> None:
-        """No message will come after those buffered (`MessageBus.clear`)."""
-        self._registered = False
-        self._ended = True
-        self._limit = 0
-        self._wake_all(trio.EndOfChannel)
-
-    def _wake_all(self, error: Callable[[], BaseException]) -> None:
-        waiters, self._waiters = self._waiters, []
-        for task in waiters:
-            reschedule(task, outcome.Error(error()))
-
-    @property
-    def _receive(self) -> _ReceiveSide:
-        """The receive side alone, for code that must close it behind our back."""
-        return _ReceiveSide(self)
-
-
-@final
-class _Batches(AsyncIterator[tuple[_T_co, ...]]):
-    """What `Subscription.batches` returns."""
-
-    __slots__ = ("_max_items", "_subscription")
-
-    def __init__(self, subscription: Subscription[_T_co], max_items: int | None):
-        self._subscription = subscription
-        self._max_items = max_items
-
-    async def __anext__(self) -> tuple[_T_co, ...]:
-        try:
-            return await self._subscription.receive_batch(self._max_items)
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
-
-
-@final
-class _ReceiveSide:
-    """Closes a subscription's receive side without telling the bus (rule 4)."""
-
-    __slots__ = ("_subscription",)
-
-    def __init__(self, subscription: Subscription[Any]) -> None:
-        self._subscription = subscription
-
-    def close(self) -> None:
-        self._subscription._close_receive_side()
 
 
 @final
@@ -473,8 +99,9 @@ class _SubscribeContext:
         # runs, so nothing published after `async with` starts can be missed.
         if self._subscription is not None:
             raise RuntimeError("a subscribe() context manager can be entered only once")
+        bus = self._bus
         subscription: Subscription[Any] = Subscription._create(
-            self._bus, self._topic, self._max_buffer, self._overflow
+            self._topic, self._max_buffer, self._overflow, bus._backlog, bus._unregister
         )
         self._subscription = subscription
         self._bus._register(subscription)
@@ -572,8 +199,8 @@ class MessageBus:
     """
 
     __slots__ = (
+        "_backlog",
         "_delivered",
-        "_dropped",
         "_exact",
         "_handler_errors",
         "_pattern_list",
@@ -591,7 +218,7 @@ class MessageBus:
         self._pattern_prefixes: tuple[str, ...] = ()
         self._published = 0
         self._delivered = 0
-        self._dropped: defaultdict[str, int] = defaultdict(int)  # by subscription topic
+        self._backlog = Backlog()  # drops by topic, congested subscriptions
         self._handler_errors = 0
 
     def __repr__(self) -> str:
@@ -756,7 +383,7 @@ class MessageBus:
         """Return counters and sizes of this bus (see `BusStatistics`)."""
         routes = [*self._exact.values(), *self._patterns.values()]
         waiting = [
-            len(subscription._buffer or ())
+            subscription.buffered
             for route in routes
             for subscription in route.subscriptions
         ]
@@ -766,9 +393,9 @@ class MessageBus:
             handlers=sum(len(route.handlers) for route in routes),
             published=self._published,
             delivered=self._delivered,
-            dropped=sum(self._dropped.values()),
+            dropped=sum(self._backlog.dropped.values()),
             handler_errors=self._handler_errors,
-            dropped_by_topic=self._dropped,
+            dropped_by_topic=self._backlog.dropped,
             buffered=sum(waiting),
             max_buffered=max(waiting, default=0),
         )
@@ -813,47 +440,62 @@ class MessageBus:
         return delivered
 
     def _deliver(self, route: _Route, topic: str, payload: object) -> int:
-        subscriptions = route.subscriptions
-        delivered = len(subscriptions)
-        for subscription in subscriptions:
-            waiters = subscription._waiters
-            if waiters:
-                # A task waits in receive(), so the buffer is empty: hand over.
-                reschedule(waiters.pop(0), outcome.Value(payload))
-                continue
-            buffer = subscription._buffer
-            if buffer is not None and len(buffer) < subscription._limit:
-                buffer.append(payload)
-                continue
-            if not self._buffer_slow(subscription, payload):
-                delivered -= 1
+        delivered = 0
+        for subscription in route.subscriptions:
+            if subscription._offer(payload):
+                delivered += 1
         handlers = route.handlers
         if handlers:
             delivered += self._call_handlers(handlers, topic, payload)
         return delivered
 
-    def _buffer_slow(self, subscription: Subscription[Any], payload: object) -> bool:
-        """Buffer when the fast path could not; True if the message was delivered."""
-        if subscription._closed or subscription._ended:
-            # Receive side closed behind our back, or closed or ended by a
-            # handler earlier in this publish (we iterate a snapshot).
-            self._unregister(subscription)
-            return False
-        buffer = subscription._buffer
-        if buffer is None:
-            buffer = subscription._buffer = deque()
-        if len(buffer) < subscription.max_buffer:
-            buffer.append(payload)
-            return True
-        subscription._dropped += 1
-        self._dropped[subscription.topic] += 1
-        if subscription.overflow is Overflow.DROP_OLDEST:
-            buffer.popleft()
-            buffer.append(payload)
-            return True
-        if subscription.overflow is Overflow.ERROR:
-            subscription._missed += 1
-        return False
+    # -- backpressure --------------------------------------------------------------
+
+    @property
+    def congested(self) -> bool:
+        """Whether a subscription holds at least half its ``max_buffer``.
+
+        A publisher that can wait (the connection's reader does) checks this
+        after each ``publish()`` and, while it is true, awaits `drain` before
+        taking in more. Subscriptions that fell behind for longer than a drain
+        waited (`Subscription.lagging`) do not count.
+        """
+        return bool(self._backlog.congested)
+
+    async def drain(self, patience: float = math.inf) -> None:
+        """Give subscribers a turn: wait until no subscription is `congested`.
+
+        Like asyncio's ``StreamWriter.drain()``: a publisher that awaits this
+        whenever `congested` is true slows down to its subscribers' pace
+        instead of making them drop messages. The wait is bounded: every
+        subscription still congested after ``patience`` seconds becomes
+        `Subscription.lagging` (its `Overflow` policy applies from then on),
+        and stops holding publishers back until it drains to a quarter of its
+        buffer. Always a checkpoint.
+
+        Args:
+            patience: The most seconds to wait for congested subscriptions;
+                ``0`` never waits, ``math.inf`` waits for them however long.
+
+        Raises:
+            ValueError: If ``patience`` is negative or NaN.
+        """
+        if not patience >= 0:
+            raise ValueError(f"patience must be >= 0 seconds, got {patience!r}")
+        backlog = self._backlog
+        if not backlog.congested or patience == 0:
+            await trio.lowlevel.checkpoint()
+        else:
+            with trio.move_on_after(patience):
+                await backlog.wait_drained()
+        if backlog.congested:
+            lagging = backlog.excuse()
+            logger.info(
+                "%d subscription(s) fell behind for %.3g s: they lose messages "
+                "by their overflow policy until they catch up",
+                lagging,
+                patience,
+            )
 
     def _call_handlers(
         self, handlers: tuple[_Handler, ...], topic: str, payload: object
@@ -919,15 +561,12 @@ class MessageBus:
     def _register(self, subscription: Subscription[Any]) -> None:
         route = self._route_for(subscription.topic)
         route.subscriptions = (*route.subscriptions, subscription)
-        subscription._registered = True
 
     def _unregister(self, subscription: Subscription[Any]) -> None:
-        if not subscription._registered:
-            return
-        subscription._registered = False
+        """Remove ``subscription`` if registered (idempotent: by identity)."""
         topic = subscription.topic
         route = self._routes_of(topic).get(topic)
-        if route is not None:
+        if route is not None and subscription in route.subscriptions:
             route.subscriptions = tuple(
                 s for s in route.subscriptions if s is not subscription
             )

@@ -66,10 +66,11 @@ from ._reconnect import (
 )
 from ._routing import MessageCounters, Router
 from ._secrets import Redactor
-from ._session import ClientSession, Compression, SessionState
+from ._session import ClientSession, Compression, Opened, SessionState
 from ._settings import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_PATH,
+    DEFAULT_SUBSCRIBER_WAIT,
     DEFAULT_USER_AGENT,
     HandshakeHeaders,
     Settings,
@@ -531,9 +532,6 @@ class WebSocketManager:
         session = ClientSession(
             target.url,
             handshake,
-            router=self._router,
-            ledger=self._ledger,
-            on_open=self._on_open,
             now=trio.current_time(),
             max_message_size=settings.max_message_size,
             ping_interval=settings.ping_interval,
@@ -545,8 +543,13 @@ class WebSocketManager:
         self._connection = Connection(
             stream,
             session,
+            router=self._router,
+            bus=self.bus,
+            ledger=self._ledger,
+            on_open=self._on_open,
             close_timeout=settings.close_timeout,
             send_timeout=max(settings.ping_timeout, settings.close_timeout),
+            subscriber_wait=settings.subscriber_wait,
         )
         try:
             failure = await self._connection.run(deadline)
@@ -555,8 +558,8 @@ class WebSocketManager:
             self._ledger.connection_lost()
         return failure
 
-    def _on_open(self) -> None:
-        """The handshake succeeded (called by the session, before any message)."""
+    def _on_open(self, opened: Opened) -> None:
+        """The handshake succeeded (called by the pump, before any message)."""
         now = trio.current_time()
         self._connections += 1
         self._budget.on_connected(now)
@@ -568,7 +571,6 @@ class WebSocketManager:
             extra={"ws_bus_attempt": self._attempts, "ws_bus_status": "connected"},
         )
         self._publish(ConnectionEvent(ConnectionStatus.CONNECTED))
-        self._flush()  # the replay
 
     async def _fetch_token(self, deadline: float) -> str | ConnectionFailure | None:
         provider = self._settings.token
@@ -699,6 +701,7 @@ async def open_websocket_manager(
     token_location: TokenLocation = "query",
     proxy: str | ProxyURL | ProxyFromEnv | None = PROXY_FROM_ENV,
     trust_env: bool = True,
+    subscriber_wait: float = DEFAULT_SUBSCRIBER_WAIT,
 ) -> AsyncIterator[WebSocketManager]:
     """Open a connection manager whose task lives as long as the context.
 
@@ -751,6 +754,14 @@ async def open_websocket_manager(
             environment says. Ignored when ``transport`` is given.
         trust_env: Read ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY``
             as httpx does, when ``proxy`` is not given.
+        subscriber_wait: The most seconds the connection's reader waits, at a
+            time, for a subscription that passed half its ``max_buffer`` before
+            it reads on (backpressure: TCP slows the server meanwhile). A
+            subscription that has not drained to a quarter of its buffer by
+            then is lagging: it loses messages by its overflow policy until it
+            catches up, and never stalls the others for longer. ``0`` never
+            waits (0.2.0's behaviour: bursts overflow buffers); ``math.inf``
+            waits as long as it takes, as websockets' own clients do.
 
     Raises:
         ValueError: For a URL that can never work (unknown scheme, no host) or
@@ -775,6 +786,7 @@ async def open_websocket_manager(
         token_location=token_location,
         proxy=proxy,
         trust_env=trust_env,
+        subscriber_wait=subscriber_wait,
     )
     manager = WebSocketManager(
         _PRIVATE,

@@ -626,7 +626,19 @@ def invalid_binary_frame(
         decoded as UTF-8, each byte that is not UTF-8 written as ``\xNN``, cut
         to :data:`INVALID_RAW_LIMIT` characters.
     """
-    return InvalidItem("binary frame", _raw_text(data, scrub))
+    return invalid_item("binary frame", data, scrub=scrub)
+
+
+def invalid_item(
+    reason: str, data: bytes | bytearray, *, scrub: Callable[[str], str] | None = None
+) -> InvalidItem:
+    r"""An InvalidItem for a message the wire refused (``reason``), raw as bytes.
+
+    The raw text is ``data`` decoded as UTF-8 (each byte that is not UTF-8
+    written as ``\xNN``), scrubbed, then cut to :data:`INVALID_RAW_LIMIT`
+    characters.
+    """
+    return InvalidItem(reason, _raw_text(data, scrub))
 
 
 def decode_client_message(

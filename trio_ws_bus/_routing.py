@@ -1,8 +1,9 @@
 """Routing: from one received WebSocket message to topics on the bus.
 
-Pure and synchronous: the session hands each complete message to a
-:class:`Router`, which decodes it and publishes it at once (no channel hop, no
-task switch), counting as it goes. The table (the seed's ``handleMessage``):
+Pure and synchronous: the pump hands each complete message the session
+returned to a :class:`Router`, which decodes it and publishes it at once (no
+channel hop, no task switch), counting as it goes. The table (the seed's
+``handleMessage``):
 
 ==================  =====================================================
 ``alerts``          ``ALERTS_TOPIC``, a ``tuple[Alert, ...]``
@@ -32,6 +33,7 @@ from ._protocol import (
     TelemetryMessage,
     decode_server_message,
     invalid_binary_frame,
+    invalid_item,
     salvage_server_message,
 )
 from ._topics import ALERTS_TOPIC, ERROR_TOPIC, INVALID_TOPIC
@@ -102,10 +104,10 @@ class Router:
         self.counters.messages_received += 1
         self.reject(invalid_binary_frame(data, scrub=self._scrub), now)
 
-    def too_big(self, now: float) -> None:
-        """Count a message refused for ``max_message_size`` (never read whole)."""
+    def refused(self, reason: str, raw: bytes, now: float) -> None:
+        """Count a message the wire refused (too big, not UTF-8, cut short)."""
         self.counters.messages_received += 1
-        self.reject(InvalidItem("message larger than max_message_size", ""), now)
+        self.reject(invalid_item(reason, raw, scrub=self._scrub), now)
 
     def reject(self, item: InvalidItem, now: float) -> None:
         """Count, log and publish one rejected item."""

@@ -25,6 +25,7 @@ from ._version import __version__
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_PATH",
+    "DEFAULT_SUBSCRIBER_WAIT",
     "DEFAULT_USER_AGENT",
     "HandshakeHeaders",
     "Settings",
@@ -51,6 +52,9 @@ name may repeat)."""
 DEFAULT_PATH: Final = "/api/v2/ws"
 DEFAULT_MAX_MESSAGE_SIZE: Final = 1024 * 1024
 DEFAULT_USER_AGENT: Final = f"trio-ws-bus/{__version__}"
+#: Seconds the reader waits, at a time, for a congested subscription (see
+#: ``subscriber_wait`` of ``open_websocket_manager``).
+DEFAULT_SUBSCRIBER_WAIT: Final = 0.5
 
 
 @attrs.frozen
@@ -69,6 +73,7 @@ class Settings:
     ssl_context: ssl.SSLContext | None
     max_message_size: int
     transport: Transport
+    subscriber_wait: float = DEFAULT_SUBSCRIBER_WAIT
 
 
 def make_settings(
@@ -91,6 +96,7 @@ def make_settings(
     token_location: TokenLocation,
     proxy: str | ProxyURL | ProxyFromEnv | None,
     trust_env: bool,
+    subscriber_wait: float = 0.5,
 ) -> Settings:
     """Check ``open_websocket_manager``'s arguments; return them as Settings.
 
@@ -109,6 +115,14 @@ def make_settings(
         _check_positive(name, value)
     if ping_interval is not None:
         _check_positive("ping_interval", ping_interval)
+    if (
+        isinstance(subscriber_wait, bool)
+        or not isinstance(subscriber_wait, (int, float))
+        or not subscriber_wait >= 0
+    ):
+        raise ValueError(
+            f"subscriber_wait must be a number of seconds >= 0, got {subscriber_wait!r}"
+        )
     if (
         isinstance(max_message_size, bool)
         or not isinstance(max_message_size, int)
@@ -151,6 +165,7 @@ def make_settings(
         ssl_context=ssl_context,
         max_message_size=max_message_size,
         transport=transport,
+        subscriber_wait=float(subscriber_wait),
     )
 
 

@@ -83,11 +83,18 @@ async def reload_open_alerts() -> None:
 
 
 async def slow_consumers() -> None:
-    """Both consumers fall behind a burst of 5 messages."""
+    """Both consumers fall behind a burst of 5 messages.
+
+    ``subscriber_wait=0`` shows the policies at work at once: with the default,
+    the reader would first wait half a second for each consumer.
+    """
     async with (
         open_reference_server(listen=False) as server,
         open_websocket_manager(
-            "http://localhost", token=server.issue_token(), transport=server.transport
+            "http://localhost",
+            token=server.issue_token(),
+            transport=server.transport,
+            subscriber_wait=0,
         ) as manager,
     ):
         with trio.move_on_after(2.5):  # the demo's length

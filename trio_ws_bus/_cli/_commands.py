@@ -14,7 +14,7 @@ import textwrap
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, closing, contextmanager
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
@@ -135,9 +135,9 @@ class _Printer:
         for record in records_from(payload, trio.current_time() - self.start):
             self.out.record(record)
 
-    async def run(self) -> NoReturn:
-        while True:
-            self.show(await self.events.receive())
+    async def run(self) -> None:
+        async for payload in self.events:  # no scheduler trip per buffered item
+            self.show(payload)
 
     def drain(self) -> None:
         """Show what is still buffered (after the manager closed)."""
