@@ -84,34 +84,77 @@ def test_throughput_has_every_variant_and_goal() -> None:
     result = throughput.run(TINY)
     check_result(result, "throughput")
     missing = throughput.missing()
-    for rows in rows_by_kind(result).values():
+    groups = rows_by_kind(result)
+    assert list(groups) == [
+        "telemetry",
+        "telemetry delivered",
+        "alerts",
+        "alerts delivered",
+    ]
+    for kind in ("telemetry", "alerts"):
+        rows = groups[kind]
         assert list(rows) == list(throughput.VARIANTS)
         measured = {name for name, row in rows.items() if row.samples}
         assert measured == set(throughput.VARIANTS) - set(missing)
+        delivered = groups[throughput.delivered_group(kind)]
+        assert list(delivered) == list(throughput.DEFAULTS)
+        for variant, row in delivered.items():
+            assert row.unit == "fraction"
+            assert len(row.samples) == len(rows[variant].samples)
+            assert all(0 <= value <= 1 for value in row.samples)
+    n = throughput.message_counts(TINY)
     names = [goal.name for goal in result.goals]
     assert names == [
-        f"{kind}: {goal[0]}"
+        name
         for kind in ("telemetry", "alerts")
-        for goal in throughput.GOALS
+        for name in (
+            f"{kind}: (m) default delivers all of {n[kind]:,}",
+            f"{kind}: (n) default delivers all of {n[kind]:,}",
+            f"{kind}: (m) default async for / fastest json.loads peer",
+            *(f"{kind}: {goal[0]}" for goal in throughput.GOALS),
+        )
     ]
 
 
 def test_throughput_reports_what_it_cannot_measure(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Without websockets or receive_batch, those variants and goals are n/a."""
+    """Without the peers' packages or receive_batch, those variants are n/a."""
     monkeypatch.setattr(throughput, "websockets_available", lambda: False)
     monkeypatch.setattr(_clients, "has_receive_batch", lambda: False)
+    monkeypatch.setattr(_clients, "available", lambda module: False)
     result = throughput.run(TINY)
     check_result(result, "throughput")
-    for rows in rows_by_kind(result).values():
+    groups = rows_by_kind(result)
+    for kind in ("telemetry", "alerts"):
+        rows = groups[kind]
         measured = {name for name, row in rows.items() if row.samples}
-        assert measured == {throughput.A, throughput.B, throughput.F}
+        assert measured == {
+            throughput.A,
+            throughput.B,
+            throughput.F,
+            throughput.M,
+            throughput.N,
+        }
         assert "receive_batch" in rows[throughput.G].note
+        assert "receive_batch" in rows[throughput.O].note
         assert "websockets" in rows[throughput.C].note
+        assert "picows" in rows[throughput.K].note
+        assert "aiohttp" in rows[throughput.I].note
+        assert "httpx-ws" in rows[throughput.L].note
+        delivered = groups[throughput.delivered_group(kind)]
+        assert delivered[throughput.M].samples
+        assert not delivered[throughput.O].samples
     verdicts = {goal.name.split(": ", 1)[1]: goal.met for goal in result.goals}
     assert verdicts["(g) receive_batch / (e) ceiling"] is None
     assert verdicts["(f) async for / (c) websockets.trio"] is None
+    assert verdicts["(g) receive_batch / (k) picows + msgspec typed"] is None
+    assert verdicts["(m) default async for / (o) default receive_batch"] is None
+    # trio-websocket + json.loads is still there to compare with.
+    assert verdicts["(m) default async for / fastest json.loads peer"] in (
+        True,
+        False,
+    )
     assert verdicts["(f) async for / (a) trio-websocket get_message (0.1.0)"] in (
         True,
         False,
