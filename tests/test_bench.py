@@ -25,7 +25,7 @@ from bench import __main__ as cli, _clients, deflate, throughput
 from bench._common import Config, Goal, Result, Row, faster, ratio
 from bench._frames import stream
 from bench._report import goal_line, number, rst_tables, text_table
-from bench._server_proc import server_process
+from bench._server_proc import paced_frame, server_process
 
 TINY = Config(size="tiny", rounds=1)
 
@@ -160,6 +160,21 @@ def test_throughput_reports_what_it_cannot_measure(
         False,
     )
     assert "n/a (needs Subscription.receive_batch)" in text_table(result)
+
+
+def test_paced_frames_are_valid_stamped_telemetry() -> None:
+    """The paced server's frame is one final text frame trio_ws_bus decodes."""
+    from trio_ws_bus import TelemetryMessage, decode_server_message
+
+    frame = paced_frame(1234.5678)
+    assert frame[0] == 0x81  # FIN + text, unmasked
+    assert frame[1] == 126
+    size = int.from_bytes(frame[2:4], "big")
+    assert size == len(frame) - 4
+    message = decode_server_message(frame[4:])
+    assert isinstance(message, TelemetryMessage)
+    assert message.data.metrics["sent"] == 1234.5678
+    assert len(message.data.metrics) == 7
 
 
 def test_deflate_runs_what_it_can() -> None:
