@@ -21,7 +21,7 @@ if importlib.util.find_spec("bench") is None:  # pragma: no cover
 
 import trio
 
-from bench import __main__ as cli, _clients, deflate, throughput
+from bench import __main__ as cli, _clients, deflate, latency, throughput
 from bench._common import Config, Goal, Result, Row, faster, ratio
 from bench._frames import stream
 from bench._report import goal_line, number, rst_tables, text_table
@@ -64,7 +64,8 @@ def check_result(result: Result, name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", [n for n in cli.BENCHMARKS if n not in ("throughput", "deflate")]
+    "name",
+    [n for n in cli.BENCHMARKS if n not in ("throughput", "latency", "deflate")],
 )
 def test_each_benchmark_runs_at_tiny_size(name: str) -> None:
     """Every other benchmark runs at the tiny size and returns well-formed results."""
@@ -160,6 +161,62 @@ def test_throughput_reports_what_it_cannot_measure(
         False,
     )
     assert "n/a (needs Subscription.receive_batch)" in text_table(result)
+
+
+def test_latency_has_every_client_rate_and_goal() -> None:
+    """Latency gives p50, p99, p99.9 and delivered for every client at every rate."""
+    result = latency.run(TINY)
+    check_result(result, "latency")
+    missing = latency.missing()
+    groups = rows_by_kind(result)
+    assert list(groups) == [g for rate in latency.RATES for g in latency.groups(rate)]
+    for group, rows in groups.items():
+        assert list(rows) == list(latency.CLIENTS)
+        measured = {name for name, row in rows.items() if row.samples}
+        assert measured == set(latency.CLIENTS) - set(missing)
+        for row in rows.values():
+            if group.endswith("delivered"):
+                assert row.unit == "fraction"
+                assert all(0 <= value <= 1 for value in row.samples)
+            else:
+                assert row.unit == "us"
+                assert all(value > 0 for value in row.samples)
+    for rate in latency.RATES:
+        p50, p99, p999, _ = (groups[g] for g in latency.groups(rate))
+        for client in set(latency.CLIENTS) - set(missing):
+            assert p50[client].median <= p99[client].median <= p999[client].median
+    assert [goal.name for goal in result.goals] == [
+        "10k msg/s p99: trio_ws_bus default async for / best peer",
+        f"{latency.OURS_EACH}: delivers everything at every rate",
+        f"{latency.OURS_BATCH}: delivers everything at every rate",
+    ]
+
+
+def test_latency_reports_what_it_cannot_measure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without any peer's package, the peers and the p99 goal are n/a."""
+    monkeypatch.setattr(throughput, "websockets_available", lambda: False)
+    monkeypatch.setattr(_clients, "available", lambda module: False)
+    monkeypatch.setattr(latency, "RATES", (1_000,))
+    monkeypatch.setattr(latency, "GOAL_RATE", 1_000)
+    result = latency.run(TINY)
+    check_result(result, "latency")
+    for rows in rows_by_kind(result).values():
+        measured = {name for name, row in rows.items() if row.samples}
+        assert measured == set(latency.OURS)
+    assert result.goals[0].met is None
+    assert result.goals[1].met in (True, False)
+
+
+def test_latency_statistics() -> None:
+    """Quantiles come from the sorted latencies; none delivered counts as the limit."""
+    stats = latency.stats([0.003, 0.001, 0.002, 0.004], 8, 9.0)
+    assert stats.delivered == 0.5
+    assert stats.quantiles == {"p50": 3000.0, "p99": 4000.0, "p99.9": 4000.0}
+    none = latency.stats([], 8, 9.0)
+    assert (none.delivered, none.quantiles["p50"]) == (0.0, 9e6)
+    assert latency.rate_label(50_000) == "50k msg/s"
 
 
 def test_paced_frames_are_valid_stamped_telemetry() -> None:
