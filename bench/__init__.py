@@ -2,7 +2,7 @@
 
 Run them all with one command from the repository root (or ``nox -s bench``)::
 
-    python -m bench                 # full run, about 3 minutes on 2 cores
+    python -m bench                 # full run, several minutes on 2 cores
     python -m bench --quick         # smoke run, seconds, numbers indicative
     python -m bench --only fanout --rounds 9
 
