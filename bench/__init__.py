@@ -2,7 +2,7 @@
 
 Run them all with one command from the repository root (or ``nox -s bench``)::
 
-    python -m bench                 # full run, about 3 minutes on 2 cores
+    python -m bench                 # full run, several minutes on 2 cores
     python -m bench --quick         # smoke run, seconds, numbers indicative
     python -m bench --only fanout --rounds 9
 
@@ -14,7 +14,8 @@ from the same run (``docs/performance.rst`` explains the method and shows the
 latest numbers).
 
 Modules: ``throughput`` (end to end over loopback against
-``_server_proc``, a server in its own process), ``fanout``, ``routing``,
+``_server_proc``, a server in its own process), ``latency`` (the same server
+writing at a steady rate), ``fanout``, ``routing``,
 ``memory``, ``reconnect`` and ``decode`` (also runnable alone as
 ``python bench/decode.py``).
 """

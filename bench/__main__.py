@@ -12,13 +12,31 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from . import decode, deflate, fanout, memory, reconnect, routing, throughput
+from . import (
+    decode,
+    deflate,
+    fanout,
+    latency,
+    memory,
+    reconnect,
+    routing,
+    throughput,
+)
 from ._common import SIZES, Config, Result, machine
 from ._report import goal_line, rst_tables, text_table
 
 BENCHMARKS: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (throughput, deflate, fanout, routing, memory, reconnect, decode)
+    for module in (
+        throughput,
+        latency,
+        deflate,
+        fanout,
+        routing,
+        memory,
+        reconnect,
+        decode,
+    )
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -7,13 +7,21 @@ first batch) to the N-th, in seconds. Every run is capped at :data:`LIMIT`.
 Ours goes through ``open_websocket_manager`` end to end: telemetry to a
 subscriber on ``telemetry:*`` (the server cycles through many device ids),
 alerts on ``ALERTS_TOPIC``. Its subscriptions, and the ceiling's, buffer up to
-N messages: the reader publishes a whole 64 KiB read before a consumer runs,
-and a smaller buffer would lose messages instead of timing them.
+N messages unless asked for the default settings: on 0.2.0 the reader
+publishes a whole 64 KiB read before a consumer runs, and a smaller buffer
+would lose messages instead of timing them. At default settings (a user's
+``subscribe(topic)``) ours counts what arrived and what was dropped instead
+of failing on a loss: see :class:`Delivery`.
+
+The peers only a benchmark needs (picows, aiohttp, httpx-ws) are imported
+inside their client, so a missing one costs only its own variants
+(:func:`available`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import json
 import time
@@ -22,6 +30,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import attrs
+import msgspec
 import trio
 import trio_websocket
 
@@ -30,6 +39,7 @@ from trio_ws_bus import (
     ALERTS_TOPIC,
     AlertsMessage,
     MessageBus,
+    ServerMessage,
     Subscription,
     TelemetryMessage,
     decode_server_message,
@@ -48,6 +58,14 @@ _GO: dict[str, tuple[Any, str | None]] = {
 }
 
 
+def available(module: str) -> bool:
+    """Whether ``module`` (e.g. ``"picows"``, ``"httpx_ws"``) can be imported."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package is missing or broken
+        return False
+
+
 def has_receive_batch() -> bool:
     """Whether ``Subscription.receive_batch`` exists in the installed trio_ws_bus."""
     return hasattr(Subscription, "receive_batch")
@@ -61,19 +79,46 @@ def has_compression() -> bool:
 
 @attrs.define
 class _Clock:
-    """When the consumers started and finished, and what they lost."""
+    """When the consumers started and finished, and what they got and lost.
 
+    ``strict``: a loss is an error (the subscriptions were sized to hold N);
+    otherwise losses are counted and reported through :class:`Delivery`.
+    """
+
+    strict: bool = True
     started: list[tuple[float, int]] = attrs.Factory(list)
     finished: list[float] = attrs.Factory(list)
     dropped: int = 0
+    received: list[int] = attrs.Factory(list)
 
     def per_message(self, n: int) -> float:
+        """Seconds per message of the burst, from the first to the N-th.
+
+        With losses (not ``strict``) this is still the time the consumers took
+        to get through the burst, divided by the N messages the server sent.
+        """
         start, first = min(self.started)
-        if self.dropped:
+        if self.dropped and self.strict:
             raise RuntimeError(f"the consumers lost {self.dropped} messages")
         # The first batch was read before the clock started (at tiny sizes
         # it can be all of them).
         return (max(self.finished) - start) / max(n - first, 1)
+
+
+@attrs.define
+class Delivery:
+    """What ours delivered per run at default settings, for the tables.
+
+    One entry per run, in run order: the delivered fraction of the subscriber
+    that got the fewest messages (received / N), and the total dropped.
+    """
+
+    fractions: list[float] = attrs.Factory(list)
+    dropped: list[int] = attrs.Factory(list)
+
+    def last(self, runs: int) -> list[float]:
+        """The fractions of the last ``runs`` runs (after any warm-up)."""
+        return self.fractions[-runs:] if runs else []
 
 
 async def _timed(
@@ -128,6 +173,93 @@ def websockets_asyncio_client(
             return await _timed(connection.recv, n, json.loads)
 
     return asyncio.run(asyncio.wait_for(main(), LIMIT))
+
+
+#: msgspec's typed decoder into trio_ws_bus's own message structs.
+_TYPED: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
+
+
+def picows_client(url: str, n: int, *, typed: bool = False) -> float:
+    """The picows client (Cython, asyncio): a callback per frame, its own loop.
+
+    Each text frame is decoded straight from picows' buffer with ``json.loads``,
+    or with ``typed`` by msgspec into trio_ws_bus's ``ServerMessage`` structs.
+    picows has no ``recv()``: the listener counts frames and resolves a future
+    at the N-th.
+    """
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+    class Listener(WSListener):  # type: ignore[misc,unused-ignore]
+        def __init__(self) -> None:
+            self.count = 0
+            self.start = 0.0
+            self.done: asyncio.Future[float] = (
+                asyncio.get_running_loop().create_future()
+            )
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type is not WSMsgType.TEXT or self.done.done():
+                return
+            try:
+                if typed:  # msgspec reads picows' buffer in place
+                    _TYPED.decode(frame.get_payload_as_memoryview())
+                else:  # json.loads needs bytes or str: one copy
+                    json.loads(frame.get_payload_as_bytes())
+            except Exception as exc:  # fail the run now, not at LIMIT
+                self.done.set_exception(exc)
+                return
+            self.count += 1
+            if self.count == 1:
+                self.start = time.perf_counter()
+            if self.count == n and not self.done.done():
+                elapsed = time.perf_counter() - self.start
+                self.done.set_result(elapsed / max(n - 1, 1))
+
+    async def main() -> float:
+        transport, listener = await ws_connect(Listener, url, max_frame_size=1 << 20)
+        try:
+            transport.send(WSMsgType.TEXT, b"go")
+            result: float = await listener.done
+        finally:
+            transport.send_close()
+            transport.disconnect()
+            await transport.wait_disconnected()
+        return result
+
+    return asyncio.run(asyncio.wait_for(main(), LIMIT))
+
+
+def aiohttp_client(url: str, n: int) -> float:
+    """The aiohttp client: a ``receive_str()`` loop + ``json.loads``, its own loop."""
+    import aiohttp
+
+    async def main() -> float:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(url, max_msg_size=1 << 20) as connection,
+        ):
+            await connection.send_str("go")
+            return await _timed(connection.receive_str, n, json.loads)
+
+    return asyncio.run(asyncio.wait_for(main(), LIMIT))
+
+
+async def httpx_ws_client(url: str, n: int) -> float:
+    """httpx-ws on Trio (through anyio): ``receive_text()`` + ``json.loads``."""
+    import httpx
+    from httpx_ws import aconnect_ws
+
+    with trio.fail_after(LIMIT):
+        async with (
+            httpx.AsyncClient() as client,
+            aconnect_ws(
+                url.replace("ws://", "http://", 1),
+                client,
+                max_message_size_bytes=1 << 20,
+            ) as connection,
+        ):
+            await connection.send_text("go")
+            return await _timed(connection.receive_text, n, json.loads)
 
 
 async def ceiling(url: str, kind: str, n: int) -> float:
@@ -203,16 +335,23 @@ async def ours(
     *,
     subscribers: int = 1,
     batched: bool = False,
+    default: bool = False,
+    delivery: Delivery | None = None,
     **options: Any,
 ) -> float:
     """trio_ws_bus end to end: ``subscribers`` consumers of every message.
 
     Each consumer takes one item per ``receive()`` (``async for``), or with
-    ``batched`` a tuple per ``receive_batch()``. ``options`` go to
-    ``open_websocket_manager``.
+    ``batched`` a tuple per ``receive_batch()``; it stops once what it received
+    plus what its subscription dropped reaches N. The subscriptions buffer up
+    to N messages and any loss is an error, unless ``default``: then they are
+    opened as a user writes it, ``subscribe(topic)`` with the default buffer,
+    losses are counted, and ``delivery`` (if given) records them.
+    ``options`` go to ``open_websocket_manager``.
     """
-    clock = _Clock()
+    clock = _Clock(strict=not default)
     consume = _consume_batches if batched else _consume_each
+    buffer: dict[str, int] = {} if default else {"max_buffer": n}
     with trio.fail_after(LIMIT):
         async with (
             trio_ws_bus.open_websocket_manager(
@@ -222,7 +361,7 @@ async def ours(
         ):
             subscriptions = [
                 await stack.enter_async_context(
-                    manager.bus.subscribe(TOPICS[kind], max_buffer=n)
+                    manager.bus.subscribe(TOPICS[kind], **buffer)
                 )
                 for _ in range(subscribers)
             ]
@@ -230,6 +369,9 @@ async def ours(
                 for subscription in subscriptions:
                     nursery.start_soon(consume, subscription, n, clock)
                 manager.subscribe(*_GO[kind])
+    if delivery is not None:
+        delivery.fractions.append(min(clock.received) / n)
+        delivery.dropped.append(clock.dropped)
     return clock.per_message(n)
 
 
@@ -243,6 +385,7 @@ async def _consume_each(subscription: Subscription[Any], n: int, clock: _Clock) 
             break
     clock.finished.append(time.perf_counter())
     clock.dropped += subscription.dropped
+    clock.received.append(count)
 
 
 async def _consume_batches(
@@ -257,3 +400,4 @@ async def _consume_batches(
         count += got
     clock.finished.append(time.perf_counter())
     clock.dropped += subscription.dropped
+    clock.received.append(count)

@@ -19,6 +19,19 @@ resource, so the same server serves every variant:
     anything. Telemetry cycles through D device ids (default 1). Then wait for
     the client to close.
 
+``mode=paced&rate=R&n=N``
+    After the client's first message, write N telemetry messages of
+    ``DEVICE_ID`` at a steady R per second, each stamped with its write time
+    on ``time.monotonic()`` in the metric ``"sent"`` (CLOCK_MONOTONIC is
+    system-wide on Linux, so the client reads the same clock; the message stays
+    valid telemetry for trio_ws_bus). Message i is due ``i / R`` seconds after
+    the start; on every wake-up the server writes all that are due in one
+    ``send_all`` (a small group: Trio's sleeps wake about once a millisecond at
+    the finest, so about R / 1000 messages) and sleeps until the next is due,
+    so a late wake-up never lowers the rate. A message's stamp is the moment
+    its group was written, so the latency the client measures excludes the
+    server's own lateness.
+
 ``mode=reconnect&run=ID&subs=S&cycles=C&settle=SECONDS``
     Acknowledge ``subscribe`` requests like the real backend. Once S of them
     arrived on a connection, print ``RECONNECT <ID> <seconds>`` (the time from
@@ -62,7 +75,7 @@ from websockets.server import ServerProtocol
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from ._frames import stream as frame_stream
+from ._frames import DEVICE_ID, stream as frame_stream, telemetry_frame
 
 HOST = "127.0.0.1"
 #: The server never waits longer than this for a client to close (seconds).
@@ -104,6 +117,48 @@ def _push_stream(key: tuple[str, ...]) -> list[str]:
     return frame_stream(kind, int(count), int(devices))
 
 
+def _paced_template() -> tuple[bytes, bytes]:
+    """The telemetry frame's JSON before and after the value of ``"sent"``."""
+    reading = json.loads(telemetry_frame(DEVICE_ID))
+    reading["data"]["metrics"] = {"sent": "@", **reading["data"]["metrics"]}
+    before, after = json.dumps(reading, separators=(",", ":")).split('"@"')
+    return before.encode(), after.encode()
+
+
+_PACED_BEFORE, _PACED_AFTER = _paced_template()
+
+
+def paced_frame(sent: float) -> bytes:
+    """One server text frame (unmasked, final) of telemetry stamped ``sent``."""
+    payload = b"".join((_PACED_BEFORE, repr(sent).encode(), _PACED_AFTER))
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
+
+
+async def _paced(
+    connection: trio_websocket.WebSocketConnection,
+    stream: trio.SocketStream,
+    query: dict[str, str],
+) -> None:
+    rate, count = float(query["rate"]), int(query["n"])
+    await connection.get_message()
+    start = trio.current_time()
+    sent = 0
+    while sent < count:
+        due = min(count, int((trio.current_time() - start) * rate) + 1)
+        if due > sent:
+            # Straight to the socket, as in _push: nothing else writes now.
+            await stream.send_all(paced_frame(time.monotonic()) * (due - sent))
+            sent = due
+        await trio.sleep_until(start + sent / rate)
+
+
 @asynccontextmanager
 async def _serving(stream: trio.SocketStream) -> AsyncIterator[None]:
     """Close ``stream`` at the end; a failed connection must not stop the server."""
@@ -127,8 +182,11 @@ async def _serve_connection(server: _Server, stream: trio.SocketStream) -> None:
         connection = await request.accept()
         try:
             with trio.move_on_after(_CLIENT_CLOSE_LIMIT):
-                if query.get("mode", "push") == "push":
+                mode = query.get("mode", "push")
+                if mode == "push":
                     await _push(server, connection, stream, query)
+                elif mode == "paced":
+                    await _paced(connection, stream, query)
                 else:
                     await _reconnect(server, connection, stream, query)
                 # Let the client close; answer its close frame.

@@ -21,11 +21,11 @@ if importlib.util.find_spec("bench") is None:  # pragma: no cover
 
 import trio
 
-from bench import __main__ as cli, _clients, deflate, throughput
+from bench import __main__ as cli, _clients, deflate, latency, throughput
 from bench._common import Config, Goal, Result, Row, faster, ratio
 from bench._frames import stream
 from bench._report import goal_line, number, rst_tables, text_table
-from bench._server_proc import server_process
+from bench._server_proc import paced_frame, server_process
 
 TINY = Config(size="tiny", rounds=1)
 
@@ -64,7 +64,8 @@ def check_result(result: Result, name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", [n for n in cli.BENCHMARKS if n not in ("throughput", "deflate")]
+    "name",
+    [n for n in cli.BENCHMARKS if n not in ("throughput", "latency", "deflate")],
 )
 def test_each_benchmark_runs_at_tiny_size(name: str) -> None:
     """Every other benchmark runs at the tiny size and returns well-formed results."""
@@ -84,39 +85,153 @@ def test_throughput_has_every_variant_and_goal() -> None:
     result = throughput.run(TINY)
     check_result(result, "throughput")
     missing = throughput.missing()
-    for rows in rows_by_kind(result).values():
+    groups = rows_by_kind(result)
+    assert list(groups) == [
+        "telemetry",
+        "telemetry delivered",
+        "alerts",
+        "alerts delivered",
+    ]
+    for kind in ("telemetry", "alerts"):
+        rows = groups[kind]
         assert list(rows) == list(throughput.VARIANTS)
         measured = {name for name, row in rows.items() if row.samples}
         assert measured == set(throughput.VARIANTS) - set(missing)
+        delivered = groups[throughput.delivered_group(kind)]
+        assert list(delivered) == list(throughput.DEFAULTS)
+        for variant, row in delivered.items():
+            assert row.unit == "fraction"
+            assert len(row.samples) == len(rows[variant].samples)
+            assert all(0 <= value <= 1 for value in row.samples)
+    n = throughput.message_counts(TINY)
     names = [goal.name for goal in result.goals]
     assert names == [
-        f"{kind}: {goal[0]}"
+        name
         for kind in ("telemetry", "alerts")
-        for goal in throughput.GOALS
+        for name in (
+            f"{kind}: (m) default delivers all of {n[kind]:,}",
+            f"{kind}: (n) default delivers all of {n[kind]:,}",
+            f"{kind}: (m) default async for / fastest json.loads peer",
+            *(f"{kind}: {goal[0]}" for goal in throughput.GOALS),
+        )
     ]
 
 
 def test_throughput_reports_what_it_cannot_measure(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Without websockets or receive_batch, those variants and goals are n/a."""
+    """Without the peers' packages or receive_batch, those variants are n/a."""
     monkeypatch.setattr(throughput, "websockets_available", lambda: False)
     monkeypatch.setattr(_clients, "has_receive_batch", lambda: False)
+    monkeypatch.setattr(_clients, "available", lambda module: False)
     result = throughput.run(TINY)
     check_result(result, "throughput")
-    for rows in rows_by_kind(result).values():
+    groups = rows_by_kind(result)
+    for kind in ("telemetry", "alerts"):
+        rows = groups[kind]
         measured = {name for name, row in rows.items() if row.samples}
-        assert measured == {throughput.A, throughput.B, throughput.F}
+        assert measured == {
+            throughput.A,
+            throughput.B,
+            throughput.F,
+            throughput.M,
+            throughput.N,
+        }
         assert "receive_batch" in rows[throughput.G].note
+        assert "receive_batch" in rows[throughput.O].note
         assert "websockets" in rows[throughput.C].note
+        assert "picows" in rows[throughput.K].note
+        assert "aiohttp" in rows[throughput.I].note
+        assert "httpx-ws" in rows[throughput.L].note
+        delivered = groups[throughput.delivered_group(kind)]
+        assert delivered[throughput.M].samples
+        assert not delivered[throughput.O].samples
     verdicts = {goal.name.split(": ", 1)[1]: goal.met for goal in result.goals}
     assert verdicts["(g) receive_batch / (e) ceiling"] is None
     assert verdicts["(f) async for / (c) websockets.trio"] is None
+    assert verdicts["(g) receive_batch / (k) picows + msgspec typed"] is None
+    assert verdicts["(m) default async for / (o) default receive_batch"] is None
+    # trio-websocket + json.loads is still there to compare with.
+    assert verdicts["(m) default async for / fastest json.loads peer"] in (
+        True,
+        False,
+    )
     assert verdicts["(f) async for / (a) trio-websocket get_message (0.1.0)"] in (
         True,
         False,
     )
     assert "n/a (needs Subscription.receive_batch)" in text_table(result)
+
+
+def test_latency_has_every_client_rate_and_goal() -> None:
+    """Latency gives p50, p99, p99.9 and delivered for every client at every rate."""
+    result = latency.run(TINY)
+    check_result(result, "latency")
+    missing = latency.missing()
+    groups = rows_by_kind(result)
+    assert list(groups) == [g for rate in latency.RATES for g in latency.groups(rate)]
+    for group, rows in groups.items():
+        assert list(rows) == list(latency.CLIENTS)
+        measured = {name for name, row in rows.items() if row.samples}
+        assert measured == set(latency.CLIENTS) - set(missing)
+        for row in rows.values():
+            if group.endswith("delivered"):
+                assert row.unit == "fraction"
+                assert all(0 <= value <= 1 for value in row.samples)
+            else:
+                assert row.unit == "us"
+                assert all(value > 0 for value in row.samples)
+    for rate in latency.RATES:
+        p50, p99, p999, _ = (groups[g] for g in latency.groups(rate))
+        for client in set(latency.CLIENTS) - set(missing):
+            assert p50[client].median <= p99[client].median <= p999[client].median
+    assert [goal.name for goal in result.goals] == [
+        "10k msg/s p99: trio_ws_bus default async for / best peer",
+        f"{latency.OURS_EACH}: delivers everything at every rate",
+        f"{latency.OURS_BATCH}: delivers everything at every rate",
+    ]
+
+
+def test_latency_reports_what_it_cannot_measure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without any peer's package, the peers and the p99 goal are n/a."""
+    monkeypatch.setattr(throughput, "websockets_available", lambda: False)
+    monkeypatch.setattr(_clients, "available", lambda module: False)
+    monkeypatch.setattr(latency, "RATES", (1_000,))
+    monkeypatch.setattr(latency, "GOAL_RATE", 1_000)
+    result = latency.run(TINY)
+    check_result(result, "latency")
+    for rows in rows_by_kind(result).values():
+        measured = {name for name, row in rows.items() if row.samples}
+        assert measured == set(latency.OURS)
+    assert result.goals[0].met is None
+    assert result.goals[1].met in (True, False)
+
+
+def test_latency_statistics() -> None:
+    """Quantiles come from the sorted latencies; none delivered counts as the limit."""
+    stats = latency.stats([0.003, 0.001, 0.002, 0.004], 8, 9.0)
+    assert stats.delivered == 0.5
+    assert stats.quantiles == {"p50": 3000.0, "p99": 4000.0, "p99.9": 4000.0}
+    none = latency.stats([], 8, 9.0)
+    assert (none.delivered, none.quantiles["p50"]) == (0.0, 9e6)
+    assert latency.rate_label(50_000) == "50k msg/s"
+
+
+def test_paced_frames_are_valid_stamped_telemetry() -> None:
+    """The paced server's frame is one final text frame trio_ws_bus decodes."""
+    from trio_ws_bus import TelemetryMessage, decode_server_message
+
+    frame = paced_frame(1234.5678)
+    assert frame[0] == 0x81  # FIN + text, unmasked
+    assert frame[1] == 126
+    size = int.from_bytes(frame[2:4], "big")
+    assert size == len(frame) - 4
+    message = decode_server_message(frame[4:])
+    assert isinstance(message, TelemetryMessage)
+    assert message.data.metrics["sent"] == 1234.5678
+    assert len(message.data.metrics) == 7
 
 
 def test_deflate_runs_what_it_can() -> None:
