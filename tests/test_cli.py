@@ -646,6 +646,23 @@ async def test_stopping_the_demo_closes_with_1000_and_returns_130(
     assert lines[-1]["t"] == 2.0
 
 
+async def test_a_demo_that_never_connects_exits_1(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No connection in the whole demo is a failure (status 1), as for listen."""
+    from trio_ws_bus.testing import ReferenceServer
+
+    monkeypatch.setattr(ReferenceServer, "issue_token", lambda self: "")
+    out, err = io.StringIO(), io.StringIO()
+    settings = DemoSettings(duration=4.0)
+    status = await run_demo(settings, Output(out, err), Stop(), in_memory=True)
+    assert status == 1
+    assert "--- summary after 4.0 s ---" in out.getvalue()
+    assert err.getvalue().splitlines()[-1] == (
+        "trio-ws-bus: gave up: never connected in 4 s"
+    )
+
+
 def listen_settings(token: str, **options: Any) -> ListenSettings:
     options.setdefault("alerts", True)
     return ListenSettings(
@@ -865,8 +882,10 @@ class LineReader:
         raise AssertionError("stream did not end")
 
 
-async def test_demo_json_subprocess_shows_alerts_telemetry_and_reconnect() -> None:
-    """`python -m trio_ws_bus demo --duration 3 --json`: the whole show, exit 0."""
+async def test_demo_json_subprocess_shows_alerts_telemetry_and_reconnect(
+    dead_proxy_env: str,
+) -> None:
+    """`demo --duration 3 --json`: the whole show, exit 0, whatever HTTP_PROXY says."""
     with trio.fail_after(60):
         result = await trio.run_process(
             [*COMMAND, "demo", "--duration", "3", "--json"],
@@ -921,8 +940,13 @@ async def test_ctrl_c_stops_the_demo_cleanly_with_status_130() -> None:
     assert rest[-1]["kind"] == "summary"
 
 
-async def test_listen_against_serve_with_each_token_source(tmp_path: Path) -> None:
-    """Listen gets telemetry from serve with env, file and command tokens; no leak."""
+async def test_listen_against_serve_with_each_token_source(
+    tmp_path: Path, dead_proxy_env: str
+) -> None:
+    """Listen gets telemetry from serve with env, file and command tokens; no leak.
+
+    A dead proxy in the environment changes nothing: serve is on loopback.
+    """
     with trio.fail_after(60):
         serve = await trio.lowlevel.open_process(
             [*COMMAND, "serve", "--port", "0", "--duration", "45"],
@@ -985,8 +1009,10 @@ def _environ() -> dict[str, str]:
     return dict(os.environ)
 
 
-async def test_examples_run_standalone_against_an_embedded_server() -> None:
-    """Both examples run against their embedded server and end by themselves."""
+async def test_examples_run_standalone_against_an_embedded_server(
+    dead_proxy_env: str,
+) -> None:
+    """Both examples run against their embedded server, whatever HTTP_PROXY says."""
     results: dict[str, subprocess.CompletedProcess[bytes]] = {}
 
     async def run(name: str, duration: str) -> None:

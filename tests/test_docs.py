@@ -308,9 +308,15 @@ def fenced_block(text: str, language: str) -> str:
 
 
 async def test_readme_example_prints_alerts(
-    ws_bus_server: ReferenceServer, monkeypatch: pytest.MonkeyPatch
+    ws_bus_server: ReferenceServer,
+    monkeypatch: pytest.MonkeyPatch,
+    dead_proxy_env: str,
 ) -> None:
-    """The README's example connects with $OPS_TOKEN and prints alerts."""
+    """The README's example connects to the test kit's server and prints alerts.
+
+    HTTP_PROXY and ALL_PROXY name a dead proxy: the loopback server is reached
+    directly all the same.
+    """
     code = fenced_block(README.read_text(encoding="utf-8"), "python")
     printed: list[str] = []
     alert_shown = trio.Event()

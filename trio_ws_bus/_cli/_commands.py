@@ -24,10 +24,10 @@ from .._bus import CONNECTION_TOPIC, MessageBus, Subscription
 from .._errors import ConnectionGaveUp
 from .._events import ConnectionStatus
 from .._manager import WebSocketManager, open_websocket_manager
-from .._proxy import ProxyURL
+from .._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
 from .._secrets import Redactor
 from .._settings import is_loopback
-from .._transport import ProxyTransport, Transport
+from .._transport import Transport
 from .._url import redact_url
 from ._output import EVENT_BUFFER, Output, Tally, plural, records_from
 from ._tokens import CommandToken, TokenSource, TokenSourceError, token_provider
@@ -88,7 +88,8 @@ EXIT_STATUS_HELP: Final = {
     ),
     "demo": _exit_statuses(
         "the demo ran to the end",
-        "a runtime failure, such as the missing 'testing' extra (PyJWT)",
+        "it never connected, or another runtime failure, such as the missing "
+        "'testing' extra (PyJWT)",
         "usage error: a bad option",
         _INTERRUPTED_HELP + "; the summary is still printed",
     ),
@@ -323,6 +324,7 @@ async def run_demo(
             bus=bus,
             backoff=Backoff(base=DEMO_BACKOFF_BASE, max_delay=5.0),
             transport=server.transport if in_memory else None,
+            proxy=None,  # its own server on loopback, whatever HTTP_PROXY says
         ) as manager:
             _subscribe_all(manager, alerts=True, devices=devices)
             # Cancel inside the manager's context, not around it: a manager
@@ -334,14 +336,19 @@ async def run_demo(
                         await server.wait_until(_holds_everything(devices))
                     nursery.start_soon(feed.run)
         printer.drain()
+        statistics = manager.statistics()
         out.summary(
             printer.tally.summary(
                 trio.current_time() - start,
-                manager.statistics(),
+                statistics,
                 bus.statistics().dropped,
                 simulated_drops=feed.drops,
             )
         )
+    if stop.signum is None and not statistics.connections:
+        # As listen --duration: a demo that never connected did not work.
+        out.note(give_up_message(f"never connected in {settings.duration:g} s"))
+        return EXIT_FAILURE
     return stop.exit_code(EXIT_OK)
 
 
@@ -360,7 +367,9 @@ class ListenSettings:
         json: JSON lines instead of text.
         max_retries: Retries before giving up.
         duration: Seconds to run; ``None``: until Ctrl-C or giving up.
-        proxy: The proxy to tunnel through, if any.
+        proxy: The proxy to tunnel through; ``None``: none, whatever the
+            environment says (``--no-proxy``); :data:`PROXY_FROM_ENV`: the
+            environment's (``HTTPS_PROXY``, ...), as the manager's default.
     """
 
     url: str
@@ -370,7 +379,7 @@ class ListenSettings:
     json: bool = False
     max_retries: int = 20
     duration: float | None = None
-    proxy: ProxyURL | None = None
+    proxy: ProxyURL | ProxyFromEnv | None = PROXY_FROM_ENV
 
 
 def _clear_text_warning(url: str) -> str | None:
@@ -434,10 +443,10 @@ async def _listen(
     gave_up: str | None = None
     timeout = source.timeout if isinstance(source, CommandToken) else 0.0
     via = ""
-    if settings.proxy is not None:
+    if isinstance(settings.proxy, ProxyURL):
         via = f" through proxy {settings.proxy.address}"
-        if transport is None:
-            transport = ProxyTransport(settings.proxy)
+    elif settings.proxy is None:
+        via = " (no proxy)"
     async with bus.subscribe("*", max_buffer=EVENT_BUFFER) as events:
         out.text(
             f"trio-ws-bus listen: {redact_url(settings.url)}{via}, token from "
@@ -451,6 +460,7 @@ async def _listen(
             backoff=Backoff(max_retries=settings.max_retries),
             open_timeout=max(10.0, timeout + 5.0),
             transport=transport,
+            proxy=settings.proxy,
         ) as manager:
             _subscribe_all(manager, alerts=settings.alerts, devices=settings.devices)
             with stop.scope(), _deadline(settings.duration):

@@ -21,7 +21,7 @@ from typing import NoReturn, TextIO
 
 import trio
 
-from .._proxy import ProxyURL
+from .._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
 from .._url import check_base_url
 from .._util import BaseExceptionGroup, leaf_exceptions, reraise_alone
 from .._version import __version__
@@ -243,11 +243,20 @@ def _add_listen_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="subscribe to a device's telemetry (repeatable)",
     )
-    parser.add_argument(
+    proxies = parser.add_argument_group(
+        "proxy (default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY "
+        "from the environment; never for loopback)"
+    ).add_mutually_exclusive_group()
+    proxies.add_argument(
         "--proxy",
         metavar="URL",
         help="tunnel through this proxy: http://, socks5://, socks5h:// or "
         "socks4://, with user:password@ if it needs them (never printed)",
+    )
+    proxies.add_argument(
+        "--no-proxy",
+        action="store_true",
+        help="connect directly, whatever the environment says",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument(
@@ -349,10 +358,12 @@ def _listen_settings(args: argparse.Namespace) -> ListenSettings:
             raise UsageError("--token-command is empty")
         source = CommandToken(tuple(argv), timeout=args.token_timeout)
     devices = tuple(dict.fromkeys(args.devices or ()))
-    try:
-        proxy = None if args.proxy is None else ProxyURL.parse(args.proxy)
-    except ValueError as exc:
-        raise UsageError(f"bad --proxy: {exc}") from None
+    proxy: ProxyURL | ProxyFromEnv | None = None if args.no_proxy else PROXY_FROM_ENV
+    if args.proxy is not None:
+        try:
+            proxy = ProxyURL.parse(args.proxy)
+        except ValueError as exc:
+            raise UsageError(f"bad --proxy: {exc}") from None
     return ListenSettings(
         url=url,
         token_source=source,
