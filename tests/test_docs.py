@@ -137,6 +137,7 @@ RUNNABLE = {
     "buffers": "mock",
     "tls": "real",
     "logging_setup": "mock",
+    "service": "mock",
 }
 #: The testing how-to's app and its pytest module (run by a test below).
 PYTEST_EXAMPLE = "test_alert_pager"

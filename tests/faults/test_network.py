@@ -10,6 +10,7 @@ ends with a task census: nothing the manager spawned outlives its context.
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 
@@ -88,6 +89,41 @@ async def test_unreachable_attempts_are_counted_and_retried(
             ]
             stats = manager.statistics()
             assert (stats.attempts, stats.connections) == (4, 1)
+        assert manager_tasks(task_census) == []
+    await task_census.assert_none_left(before)
+
+
+async def test_retry_forever_goes_on_past_the_default_budget_at_the_capped_delay(
+    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+) -> None:
+    """Backoff(max_retries=None): 60 refusals, retried every 30 s, then in."""
+    before = set(task_census.live)
+    async with open_reference_server(listen=False) as server:
+        server.transport.fail_next(60)
+        tokens = TokenLog(server)
+        backoff = Backoff(max_retries=None)
+        async with manager_on(server, token=tokens, backoff=backoff) as (
+            manager,
+            events,
+        ):
+            # Mid-way, far past the default budget of 20: still retrying.
+            await trio.sleep(1000.0)
+            assert manager.status is ConnectionStatus.DISCONNECTED
+            assert manager.statistics().retries_used == 38
+            await manager.wait_connected()
+            delays = [1.0, 2.0, 4.0, 8.0, 16.0] + [30.0] * 55
+            assert tokens.relative_times() == list(itertools.accumulate([0.0, *delays]))
+            assert trio.current_time() - tokens.times[0] == 1681.0
+            assert retries(events) == delays
+            counts = [e.retry_count for e in events if e.retry_count is not None]
+            assert counts == list(range(1, 61))
+            assert errors(events) == [REFUSED] * 60
+            stats = manager.statistics()
+            assert (stats.attempts, stats.connections, stats.retries_used) == (
+                61,
+                1,
+                0,
+            )
         assert manager_tasks(task_census) == []
     await task_census.assert_none_left(before)
 
