@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,15 @@ import trio
 import trio.testing
 
 from trio_ws_bus import (
+    CONNECTION_TOPIC,
     Alert,
+    Backoff,
     ConnectionEvent,
     ConnectionStatus,
+    MessageBus,
     Telemetry,
     decode_server_message,
+    open_websocket_manager,
 )
 from trio_ws_bus._cli import main
 from trio_ws_bus._cli._commands import (
@@ -762,17 +768,16 @@ async def test_serve_with_a_stable_secret_issues_tokens_that_survive_a_restart(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A token from one serve run opens a server restarted with the same secret."""
-    out = io.StringIO()
-    settings = ServeSettings(port=0, duration=1.0, secret="stable-s3cret")
-    assert await run_serve(settings, Output(out, io.StringIO()), Stop()) == 0
-    assert "stable-s3cret" not in out.getvalue()
-    (token,) = [
-        line.split()[1]
-        for line in out.getvalue().splitlines()
-        if line.startswith("token ")
-    ]
+    out, err = io.StringIO(), io.StringIO()
+    secret = "stable-s3cret-of-32-bytes-or-more"
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "token"
+        settings = ServeSettings(port=0, duration=1.0, secret=secret, token_file=path)
+        assert await run_serve(settings, Output(out, err), Stop()) == 0
+        token = path.read_text().strip()
+    assert (err.getvalue(), secret in out.getvalue()) == ("", False)
     listened = io.StringIO()
-    async with open_reference_server(listen=False, secret="stable-s3cret") as restarted:
+    async with open_reference_server(listen=False, secret=secret) as restarted:
         status = await run_listen(
             listen_settings(token, duration=5.0),
             Output(listened, io.StringIO(), json=True),
@@ -781,6 +786,135 @@ async def test_serve_with_a_stable_secret_issues_tokens_that_survive_a_restart(
         )
     assert status == 0
     assert "connected" in statuses(json_lines(listened.getvalue()))
+
+
+async def test_serve_says_where_the_token_is_and_never_prints_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The token goes to a 0600 file; the output and its listen line hold none."""
+    out, err = io.StringIO(), io.StringIO()
+    path = tmp_path / "token"
+    settings = ServeSettings(port=0, duration=1.0, token_file=path)
+    assert await run_serve(settings, Output(out, err), Stop()) == 0
+    token = path.read_text().strip()
+    assert token.count(".") == 2  # a JWT
+    assert path.stat().st_mode & 0o777 == 0o600
+    lines = out.getvalue().splitlines()
+    assert token not in out.getvalue() + err.getvalue()
+    assert lines[0].startswith("http://127.0.0.1:")
+    assert lines[1] == f"token     in {path} (HS256, valid 24 h)"
+    assert lines[3] == (
+        f"listen    trio-ws-bus listen {lines[0]} --token-file {path} "
+        "--alerts --device device-1"
+    )
+    assert lines[4].startswith(f"endpoint  ws://{lines[0][7:]}/api/v2/ws  (token: ")
+
+
+async def test_serve_token_file_is_private_and_gone_after_exit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Without --token-file the token is in a temporary file, removed at exit."""
+    out = io.StringIO()
+    settings = ServeSettings(port=0, duration=1.0, print_token=True)
+    assert await run_serve(settings, Output(out, io.StringIO()), Stop()) == 0
+    lines = out.getvalue().splitlines()
+    path = lines[1].split()[2]
+    assert path.endswith("/token")
+    # Checked in this thread: a worker thread would let the mock clock jump.
+    assert not any(map(os.path.exists, [path, os.path.dirname(path)]))
+    assert lines[2].startswith("token     ey")  # --print-token: the JWT itself
+
+
+async def test_serve_json_is_one_ready_line_and_a_summary(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """--json: a "ready" object (url, endpoint, token_file, devices), a summary."""
+    out = io.StringIO()
+    path = tmp_path / "t"
+    settings = ServeSettings(port=0, duration=1.0, token_file=path, json=True)
+    assert await run_serve(settings, Output(out, io.StringIO(), json=True), Stop()) == 0
+    ready, summary = json_lines(out.getvalue())
+    assert ready == {
+        "kind": "ready",
+        "url": ready["url"],
+        "endpoint": ready["url"].replace("http://", "ws://") + "/api/v2/ws",
+        "token_file": str(path),
+        "devices": ["device-1", "device-2", "device-3"],
+    }
+    assert ready["url"].startswith("http://127.0.0.1:")
+    assert summary == {
+        "t": 1.0,
+        "kind": "summary",
+        "connections": 0,
+        "rejected": 0,
+        "readings": summary["readings"],
+        "alerts": summary["alerts"],
+    }
+    assert path.read_text().strip() not in out.getvalue()
+
+
+@pytest.mark.parametrize(("size", "warned"), [(5, True), (31, True), (32, False)])
+async def test_serve_warns_on_a_short_hs256_secret(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, size: int, warned: bool
+) -> None:
+    """A secret under 32 bytes (RFC 7518) gets one warning line, never shown."""
+    err = io.StringIO()
+    secret = "s" * size
+    settings = ServeSettings(
+        port=0, duration=0.5, secret=secret, token_file=tmp_path / "t"
+    )
+    assert await run_serve(settings, Output(io.StringIO(), err), Stop()) == 0
+    expected = [
+        f"trio-ws-bus: warning: the HS256 secret is {size} bytes; RFC 7518 asks "
+        "for at least 32 (make one with: python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))')"
+    ]
+    assert err.getvalue().splitlines() == (expected if warned else [])
+
+
+async def test_serve_closes_clients_with_1001_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM: a real client over 127.0.0.1 gets 1001 "going away"; exit 143."""
+    bus = MessageBus()
+    closed = trio.Event()
+    losses: list[tuple[int | None, str | None]] = []
+
+    def on_event(event: ConnectionEvent) -> None:
+        if event.status is ConnectionStatus.DISCONNECTED and event.code is not None:
+            losses.append((event.code, event.reason))
+            closed.set()
+
+    bus.on(CONNECTION_TOPIC, on_event)
+    with trio.fail_after(30):
+        serve = await trio.lowlevel.open_process(
+            [*COMMAND, "serve", "--port", "0", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert serve.stdout is not None
+            assert serve.stderr is not None
+            reader = LineReader(serve.stdout)
+            ready = json.loads(await reader.readline() or "null")
+            token = (await trio.Path(ready["token_file"]).read_text()).strip()
+            async with open_websocket_manager(
+                ready["url"],
+                token=token,
+                bus=bus,
+                backoff=Backoff(max_retries=0),
+                proxy=None,
+            ) as manager:
+                await manager.wait_connected()
+                serve.send_signal(signal.SIGTERM)
+                await closed.wait()
+            rest = await reader.rest()
+            stderr = await LineReader(serve.stderr).rest()
+            assert await serve.wait() == 143
+        finally:
+            serve.kill()
+    assert losses[0] == (1001, "going away")
+    assert stderr == []
+    assert [json.loads(line)["connections"] for line in rest] == [1]
+    assert token not in "".join(rest)
 
 
 async def test_listen_notices_giving_up_after_it_was_connected(
@@ -949,19 +1083,16 @@ async def test_listen_against_serve_with_each_token_source(
     """
     with trio.fail_after(60):
         serve = await trio.lowlevel.open_process(
-            [*COMMAND, "serve", "--port", "0", "--duration", "45"],
+            [*COMMAND, "serve", "--port", "0", "--duration", "45", "--json"],
             stdout=subprocess.PIPE,
         )
         try:
             assert serve.stdout is not None
             reader = LineReader(serve.stdout)
-            url = await reader.readline()
-            token_line = await reader.readline()
-            assert url is not None
+            ready = json.loads(await reader.readline() or "null")
+            url = ready["url"]
             assert url.startswith("http://127.0.0.1:")
-            assert token_line is not None
-            assert token_line.startswith("token ")
-            token = token_line.split()[1]
+            token = (await trio.Path(ready["token_file"]).read_text()).strip()
             (tmp_path / "token").write_text(token + "\n")
             print_env = "import os; print(os.environ['CLI_TEST_TOKEN'])"
             sources = {

@@ -17,6 +17,7 @@ import sys
 import textwrap
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 import trio
@@ -162,10 +163,11 @@ def build_parser(prog: str = "trio-ws-bus") -> argparse.ArgumentParser:
             "run the reference server with a synthetic feed",
             "Run the reference server with a synthetic feed on a loopback "
             "address, for 'listen' or any WebSocket client. The first line "
-            "printed is the base URL; a token follows, signed with the "
-            "server's secret: a new random one per start, or a stable one "
-            "from --secret-env or --secret-file, so that tokens survive a "
-            "restart. Needs the 'testing' extra (PyJWT).",
+            "printed is the base URL; then the file that holds a token, "
+            "signed with the server's secret: a new random one per start, or "
+            "a stable one from --secret-env or --secret-file, so that tokens "
+            "survive a restart. On Ctrl-C or SIGTERM every client gets a 1001 "
+            "(going away) close. Needs the 'testing' extra (PyJWT).",
         )
     )
     return parser
@@ -309,6 +311,24 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="drop every connection this often, to exercise reconnects",
     )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="write the token to this file, readable by its owner only "
+        "(default: a new private file, removed on exit)",
+    )
+    parser.add_argument(
+        "--print-token",
+        action="store_true",
+        help="print the token itself too (it then shows in scrollback and logs)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON line when ready (url, endpoint, token_file, "
+        "devices) and one summary line at the end",
+    )
 
 
 _TOKEN_HINT = (
@@ -424,6 +444,9 @@ def _prepare(args: argparse.Namespace, out: Output) -> Callable[[Stop], Awaitabl
         seed=args.seed,
         duration=args.duration,
         drop_every=args.drop_every,
+        token_file=args.token_file,
+        print_token=args.print_token,
+        json=args.json,
     )
     return lambda stop: run_serve(serve, out, stop)
 
