@@ -246,6 +246,11 @@ def test_give_up_message_names_the_last_real_error() -> None:
     assert give_up_message("No auth token", ["No auth token"]) == (
         "gave up: No auth token"
     )
+    # A fatal failure's give-up message describes it: the status is said once.
+    fatal = "Connection rejected with HTTP 401 (not retried)"
+    assert give_up_message(fatal, ["Handshake rejected with HTTP 401", fatal]) == (
+        f"gave up: {fatal}"
+    )
 
 
 def test_output_writes_records_summary_and_notes_where_they_belong() -> None:
@@ -324,7 +329,57 @@ def test_bad_input_is_status_2_and_one_line(
     assert captured.out == ""
     message = one_line(captured.err)
     assert "error: " in message
+    assert message.endswith(" (see --help)")
     assert "Traceback" not in message
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["listen", "not-a-url", "--token-env", "T"],
+            "bad URL: url scheme must be http, https, ws or wss, got ''; a valid "
+            "one looks like https://ops.example.com or ws://127.0.0.1:8765",
+        ),
+        (
+            ["listen", "http://127.0.0.1:9", "--token-env", "UNSET_VARIABLE_X"],
+            "environment variable UNSET_VARIABLE_X is not set",
+        ),
+        (
+            ["listen", "http://127.0.0.1:9", "--token-command", " "],
+            "--token-command is empty: give a command that prints the token, e.g. "
+            "--token-command 'cat /run/secrets/token'",
+        ),
+        (
+            ["serve", "--port", "http"],
+            "argument --port: invalid port 'http': must be an integer from 0 to 65535",
+        ),
+    ],
+)
+def test_usage_errors_say_what_is_valid_and_end_alike(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each usage error says what a valid value looks like, then "(see --help)"."""
+    assert main(argv) == 2
+    prog = f"trio-ws-bus {argv[0]}"
+    assert capsys.readouterr().err == f"{prog}: error: {message} (see --help)\n"
+
+
+def test_listen_names_the_os_error_when_it_gives_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listens on the port: the last line says "Connection refused"."""
+    monkeypatch.setenv("T", "tok")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        port = sock.getsockname()[1]
+        argv = ["listen", f"http://127.0.0.1:{port}", "--token-env", "T"]
+        assert main([*argv, "--max-retries", "0", "--no-proxy"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "trio-ws-bus listen: gave up: Max reconnection attempts reached (last "
+        "error: Connection failed: Connection refused (all attempts to connect "
+        f"to 127.0.0.1:{port} failed))"
+    )
 
 
 def test_token_command_failure_message_says_why(
@@ -337,7 +392,7 @@ def test_token_command_failure_message_says_why(
     argv = ["listen", "http://127.0.0.1:9", "--token-command", command, "--alerts"]
     assert main(argv) == 2
     message = one_line(capsys.readouterr().err)
-    assert message.endswith("error: token command exited with status 3")
+    assert message.endswith("error: token command exited with status 3 (see --help)")
 
 
 @pytest.mark.parametrize("content", ["tok-a\ntok-b\n", "  \n", "tok-a\r\ntok-b"])
@@ -351,7 +406,9 @@ def test_a_token_file_of_several_lines_or_none_is_a_usage_error(
     assert main(argv) == 2
     message = one_line(capsys.readouterr().err)
     assert f"error: token file {path} " in message
-    assert message.endswith(("has more than one line", "is empty"))
+    assert message.endswith(
+        ("has more than one line (see --help)", "is empty (see --help)")
+    )
     assert "tok-" not in message
 
 

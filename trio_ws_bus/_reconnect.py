@@ -403,12 +403,17 @@ class RetryBudget:
         self._last_was_immediate = False
 
 
+#: How every give-up message of a fatal failure ends: the message describes
+#: that failure itself, so it needs no "last error" after it.
+NOT_RETRIED = "(not retried)"
+
+
 def _fatal_message(failure: ConnectionFailure) -> str:
     if failure.kind is FailureKind.REJECTED:
-        return f"Connection rejected with HTTP {failure.status_code} (not retried)"
+        return f"Connection rejected with HTTP {failure.status_code} {NOT_RETRIED}"
     if failure.kind is FailureKind.CLOSED:
-        return f"Connection closed with code {failure.close_code} (not retried)"
-    return f"{failure.reason or failure.kind} (not retried)"
+        return f"Connection closed with code {failure.close_code} {NOT_RETRIED}"
+    return f"{failure.reason or failure.kind} {NOT_RETRIED}"
 
 
 @attrs.define

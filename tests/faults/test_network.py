@@ -10,8 +10,10 @@ ends with a task census: nothing the manager spawned outlives its context.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
+import os
 import socket
 
 import pytest
@@ -43,6 +45,8 @@ from trio_ws_bus import (
     RetryVerdict,
     default_retry_policy,
 )
+from trio_ws_bus._transport import failure_from_os_error
+from trio_ws_bus._util import BaseExceptionGroup
 from trio_ws_bus.testing import Opcode, encode_frame, make_alert, open_reference_server
 
 REFUSED = "Connection failed: Connection refused (MemoryTransport.fail_next)"
@@ -126,6 +130,24 @@ async def test_retry_forever_goes_on_past_the_default_budget_at_the_capped_delay
             )
         assert manager_tasks(task_census) == []
     await task_census.assert_none_left(before)
+
+
+def test_each_address_os_error_is_named_once() -> None:
+    """open_tcp_stream's "all attempts failed" shows each address's OS words once."""
+    causes = [
+        OSError(errno.ECONNREFUSED, "Error connecting to ('::1', 9): ..."),
+        OSError(errno.ECONNREFUSED, "Error connecting to ('127.0.0.1', 9): ..."),
+        OSError(errno.ENETUNREACH, "Error connecting to ('10.0.0.1', 9): ..."),
+        OSError(errno.ETIMEDOUT, "Error connecting to ('10.0.0.2', 9): ..."),
+    ]
+    exc = OSError("all attempts to connect to ops.test:9 failed")
+    exc.__cause__ = BaseExceptionGroup("all attempts", causes)
+    assert failure_from_os_error(exc) == ConnectionFailure(
+        FailureKind.UNREACHABLE,
+        reason=f"Connection failed: {os.strerror(errno.ECONNREFUSED)}, "
+        f"{os.strerror(errno.ENETUNREACH)}, {os.strerror(errno.ETIMEDOUT)} "
+        "(all attempts to connect to ops.test:9 failed)",
+    )
 
 
 async def test_failed_attempt_leaves_no_reader_task_during_backoff(

@@ -29,6 +29,7 @@ from .._errors import ConnectionGaveUp
 from .._events import ConnectionStatus
 from .._manager import WebSocketManager, open_websocket_manager
 from .._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
+from .._reconnect import NOT_RETRIED
 from .._secrets import Redactor
 from .._settings import is_loopback
 from .._transport import Transport
@@ -161,8 +162,11 @@ def give_up_message(reason: str, errors: Sequence[str] = ()) -> str:
     Args:
         reason: Why it gave up (:attr:`ConnectionGaveUp.reason`).
         errors: Recent error messages, oldest first; the last one that is not
-            ``reason`` itself tells what kept failing.
+            ``reason`` itself tells what kept failing, unless ``reason`` is a
+            fatal failure's own description (then that error says the same).
     """
+    if reason.endswith(NOT_RETRIED):
+        return f"gave up: {reason}"
     cause = next((e for e in reversed(errors) if e != reason), None)
     if cause:
         return f"gave up: {reason} (last error: {cause})"

@@ -54,12 +54,16 @@ from ._tokens import (
 __all__ = ["build_parser", "main"]
 
 
+#: How every usage error ends.
+_SEE_HELP = "(see --help)"
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, exit status 2."""
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: error: message`` and exit with status 2."""
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} {_SEE_HELP}\n")
 
 
 def _int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
@@ -331,6 +335,8 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_URL_EXAMPLE = "a valid one looks like https://ops.example.com or ws://127.0.0.1:8765"
+
 _TOKEN_HINT = (
     "the token is never taken from the command line (it would show in ps "
     "and shell history): use --token-env, --token-file or --token-command"
@@ -357,7 +363,7 @@ def _listen_settings(args: argparse.Namespace) -> ListenSettings:
     try:
         check_base_url(url)
     except ValueError as exc:
-        raise UsageError(f"bad URL: {exc}") from None
+        raise UsageError(f"bad URL: {exc}; {_URL_EXAMPLE}") from None
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
     if "token" in query:
         raise UsageError(
@@ -375,7 +381,10 @@ def _listen_settings(args: argparse.Namespace) -> ListenSettings:
         except ValueError as exc:
             raise UsageError(f"cannot parse --token-command: {exc}") from None
         if not argv:
-            raise UsageError("--token-command is empty")
+            raise UsageError(
+                "--token-command is empty: give a command that prints the "
+                "token, e.g. --token-command 'cat /run/secrets/token'"
+            )
         source = CommandToken(tuple(argv), timeout=args.token_timeout)
     devices = tuple(dict.fromkeys(args.devices or ()))
     proxy: ProxyURL | ProxyFromEnv | None = None if args.no_proxy else PROXY_FROM_ENV
@@ -518,7 +527,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "trio-ws-bus") -> int
             out.color = False
         return trio.run(_run_until_signalled, job)
     except UsageError as exc:
-        out.note(f"error: {exc}")
+        # As argparse's own errors (see _Parser.error): one line, same ending.
+        out.note(f"error: {exc} {_SEE_HELP}")
         return EXIT_USAGE
     except CommandFailed as exc:
         out.note(f"error: {exc}")
