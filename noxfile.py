@@ -55,6 +55,6 @@ def mutants(session: nox.Session) -> None:
     Settings are in ``[tool.mutmut]`` of pyproject.toml; pass ``-- --max-children
     N`` to use more cores. ``mutmut results`` lists the survivors afterwards.
     """
-    session.install("-e", ".[test]", "mutmut>=3.3")
+    session.install("-e", ".[dev]", "mutmut>=3.3")
     session.run("mutmut", "run", *(session.posargs or ["--max-children", "1"]))
     session.run("mutmut", "results")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -67,3 +69,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         function = getattr(item, "obj", None)
         if inspect.iscoroutinefunction(function):
             item.obj = _capped(function)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def dead_proxy_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """HTTP_PROXY, HTTPS_PROXY and ALL_PROXY name a dead proxy on 127.0.0.1.
+
+    The port is bound but never listens, so anything that goes through the
+    proxy is refused at once; no ``NO_PROXY`` helps. Subprocesses inherit it.
+    Yields the proxy's URL.
+    """
+    for name in [name for name in os.environ if name.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, url)
+        yield url

@@ -70,6 +70,16 @@ def test_nonsense_settings_are_rejected(kwargs: dict[str, float], match: str) ->
         Backoff(**kwargs)  # type: ignore[arg-type]
 
 
+def test_max_retries_none_is_a_schedule_without_end() -> None:
+    """max_retries=None: delays() never ends; it climbs to max_delay and stays."""
+    backoff = Backoff(max_retries=None)
+    assert backoff.max_retries is None
+    delays = list(itertools.islice(backoff.delays(), 1000))
+    assert delays[:7] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert delays[5:] == [30.0] * 995
+    assert Backoff().max_retries == 20
+
+
 backoffs = st.builds(
     Backoff,
     base=st.floats(0.0, 10.0),

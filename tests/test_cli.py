@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,15 @@ import trio
 import trio.testing
 
 from trio_ws_bus import (
+    CONNECTION_TOPIC,
     Alert,
+    Backoff,
     ConnectionEvent,
     ConnectionStatus,
+    MessageBus,
     Telemetry,
     decode_server_message,
+    open_websocket_manager,
 )
 from trio_ws_bus._cli import main
 from trio_ws_bus._cli._commands import (
@@ -240,6 +246,11 @@ def test_give_up_message_names_the_last_real_error() -> None:
     assert give_up_message("No auth token", ["No auth token"]) == (
         "gave up: No auth token"
     )
+    # A fatal failure's give-up message describes it: the status is said once.
+    fatal = "Connection rejected with HTTP 401 (not retried)"
+    assert give_up_message(fatal, ["Handshake rejected with HTTP 401", fatal]) == (
+        f"gave up: {fatal}"
+    )
 
 
 def test_output_writes_records_summary_and_notes_where_they_belong() -> None:
@@ -318,7 +329,57 @@ def test_bad_input_is_status_2_and_one_line(
     assert captured.out == ""
     message = one_line(captured.err)
     assert "error: " in message
+    assert message.endswith(" (see --help)")
     assert "Traceback" not in message
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["listen", "not-a-url", "--token-env", "T"],
+            "bad URL: url scheme must be http, https, ws or wss, got ''; a valid "
+            "one looks like https://ops.example.com or ws://127.0.0.1:8765",
+        ),
+        (
+            ["listen", "http://127.0.0.1:9", "--token-env", "UNSET_VARIABLE_X"],
+            "environment variable UNSET_VARIABLE_X is not set",
+        ),
+        (
+            ["listen", "http://127.0.0.1:9", "--token-command", " "],
+            "--token-command is empty: give a command that prints the token, e.g. "
+            "--token-command 'cat /run/secrets/token'",
+        ),
+        (
+            ["serve", "--port", "http"],
+            "argument --port: invalid port 'http': must be an integer from 0 to 65535",
+        ),
+    ],
+)
+def test_usage_errors_say_what_is_valid_and_end_alike(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each usage error says what a valid value looks like, then "(see --help)"."""
+    assert main(argv) == 2
+    prog = f"trio-ws-bus {argv[0]}"
+    assert capsys.readouterr().err == f"{prog}: error: {message} (see --help)\n"
+
+
+def test_listen_names_the_os_error_when_it_gives_up(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listens on the port: the last line says "Connection refused"."""
+    monkeypatch.setenv("T", "tok")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        port = sock.getsockname()[1]
+        argv = ["listen", f"http://127.0.0.1:{port}", "--token-env", "T"]
+        assert main([*argv, "--max-retries", "0", "--no-proxy"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "trio-ws-bus listen: gave up: Max reconnection attempts reached (last "
+        "error: Connection failed: Connection refused (all attempts to connect "
+        f"to 127.0.0.1:{port} failed))"
+    )
 
 
 def test_token_command_failure_message_says_why(
@@ -331,7 +392,7 @@ def test_token_command_failure_message_says_why(
     argv = ["listen", "http://127.0.0.1:9", "--token-command", command, "--alerts"]
     assert main(argv) == 2
     message = one_line(capsys.readouterr().err)
-    assert message.endswith("error: token command exited with status 3")
+    assert message.endswith("error: token command exited with status 3 (see --help)")
 
 
 @pytest.mark.parametrize("content", ["tok-a\ntok-b\n", "  \n", "tok-a\r\ntok-b"])
@@ -345,7 +406,9 @@ def test_a_token_file_of_several_lines_or_none_is_a_usage_error(
     assert main(argv) == 2
     message = one_line(capsys.readouterr().err)
     assert f"error: token file {path} " in message
-    assert message.endswith(("has more than one line", "is empty"))
+    assert message.endswith(
+        ("has more than one line (see --help)", "is empty (see --help)")
+    )
     assert "tok-" not in message
 
 
@@ -646,6 +709,23 @@ async def test_stopping_the_demo_closes_with_1000_and_returns_130(
     assert lines[-1]["t"] == 2.0
 
 
+async def test_a_demo_that_never_connects_exits_1(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No connection in the whole demo is a failure (status 1), as for listen."""
+    from trio_ws_bus.testing import ReferenceServer
+
+    monkeypatch.setattr(ReferenceServer, "issue_token", lambda self: "")
+    out, err = io.StringIO(), io.StringIO()
+    settings = DemoSettings(duration=4.0)
+    status = await run_demo(settings, Output(out, err), Stop(), in_memory=True)
+    assert status == 1
+    assert "--- summary after 4.0 s ---" in out.getvalue()
+    assert err.getvalue().splitlines()[-1] == (
+        "trio-ws-bus: gave up: never connected in 4 s"
+    )
+
+
 def listen_settings(token: str, **options: Any) -> ListenSettings:
     options.setdefault("alerts", True)
     return ListenSettings(
@@ -745,17 +825,16 @@ async def test_serve_with_a_stable_secret_issues_tokens_that_survive_a_restart(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A token from one serve run opens a server restarted with the same secret."""
-    out = io.StringIO()
-    settings = ServeSettings(port=0, duration=1.0, secret="stable-s3cret")
-    assert await run_serve(settings, Output(out, io.StringIO()), Stop()) == 0
-    assert "stable-s3cret" not in out.getvalue()
-    (token,) = [
-        line.split()[1]
-        for line in out.getvalue().splitlines()
-        if line.startswith("token ")
-    ]
+    out, err = io.StringIO(), io.StringIO()
+    secret = "stable-s3cret-of-32-bytes-or-more"
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "token"
+        settings = ServeSettings(port=0, duration=1.0, secret=secret, token_file=path)
+        assert await run_serve(settings, Output(out, err), Stop()) == 0
+        token = path.read_text().strip()
+    assert (err.getvalue(), secret in out.getvalue()) == ("", False)
     listened = io.StringIO()
-    async with open_reference_server(listen=False, secret="stable-s3cret") as restarted:
+    async with open_reference_server(listen=False, secret=secret) as restarted:
         status = await run_listen(
             listen_settings(token, duration=5.0),
             Output(listened, io.StringIO(), json=True),
@@ -764,6 +843,135 @@ async def test_serve_with_a_stable_secret_issues_tokens_that_survive_a_restart(
         )
     assert status == 0
     assert "connected" in statuses(json_lines(listened.getvalue()))
+
+
+async def test_serve_says_where_the_token_is_and_never_prints_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """The token goes to a 0600 file; the output and its listen line hold none."""
+    out, err = io.StringIO(), io.StringIO()
+    path = tmp_path / "token"
+    settings = ServeSettings(port=0, duration=1.0, token_file=path)
+    assert await run_serve(settings, Output(out, err), Stop()) == 0
+    token = path.read_text().strip()
+    assert token.count(".") == 2  # a JWT
+    assert path.stat().st_mode & 0o777 == 0o600
+    lines = out.getvalue().splitlines()
+    assert token not in out.getvalue() + err.getvalue()
+    assert lines[0].startswith("http://127.0.0.1:")
+    assert lines[1] == f"token     in {path} (HS256, valid 24 h)"
+    assert lines[3] == (
+        f"listen    trio-ws-bus listen {lines[0]} --token-file {path} "
+        "--alerts --device device-1"
+    )
+    assert lines[4].startswith(f"endpoint  ws://{lines[0][7:]}/api/v2/ws  (token: ")
+
+
+async def test_serve_token_file_is_private_and_gone_after_exit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Without --token-file the token is in a temporary file, removed at exit."""
+    out = io.StringIO()
+    settings = ServeSettings(port=0, duration=1.0, print_token=True)
+    assert await run_serve(settings, Output(out, io.StringIO()), Stop()) == 0
+    lines = out.getvalue().splitlines()
+    path = lines[1].split()[2]
+    assert path.endswith("/token")
+    # Checked in this thread: a worker thread would let the mock clock jump.
+    assert not any(map(os.path.exists, [path, os.path.dirname(path)]))
+    assert lines[2].startswith("token     ey")  # --print-token: the JWT itself
+
+
+async def test_serve_json_is_one_ready_line_and_a_summary(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """--json: a "ready" object (url, endpoint, token_file, devices), a summary."""
+    out = io.StringIO()
+    path = tmp_path / "t"
+    settings = ServeSettings(port=0, duration=1.0, token_file=path, json=True)
+    assert await run_serve(settings, Output(out, io.StringIO(), json=True), Stop()) == 0
+    ready, summary = json_lines(out.getvalue())
+    assert ready == {
+        "kind": "ready",
+        "url": ready["url"],
+        "endpoint": ready["url"].replace("http://", "ws://") + "/api/v2/ws",
+        "token_file": str(path),
+        "devices": ["device-1", "device-2", "device-3"],
+    }
+    assert ready["url"].startswith("http://127.0.0.1:")
+    assert summary == {
+        "t": 1.0,
+        "kind": "summary",
+        "connections": 0,
+        "rejected": 0,
+        "readings": summary["readings"],
+        "alerts": summary["alerts"],
+    }
+    assert path.read_text().strip() not in out.getvalue()
+
+
+@pytest.mark.parametrize(("size", "warned"), [(5, True), (31, True), (32, False)])
+async def test_serve_warns_on_a_short_hs256_secret(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path, size: int, warned: bool
+) -> None:
+    """A secret under 32 bytes (RFC 7518) gets one warning line, never shown."""
+    err = io.StringIO()
+    secret = "s" * size
+    settings = ServeSettings(
+        port=0, duration=0.5, secret=secret, token_file=tmp_path / "t"
+    )
+    assert await run_serve(settings, Output(io.StringIO(), err), Stop()) == 0
+    expected = [
+        f"trio-ws-bus: warning: the HS256 secret is {size} bytes; RFC 7518 asks "
+        "for at least 32 (make one with: python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))')"
+    ]
+    assert err.getvalue().splitlines() == (expected if warned else [])
+
+
+async def test_serve_closes_clients_with_1001_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM: a real client over 127.0.0.1 gets 1001 "going away"; exit 143."""
+    bus = MessageBus()
+    closed = trio.Event()
+    losses: list[tuple[int | None, str | None]] = []
+
+    def on_event(event: ConnectionEvent) -> None:
+        if event.status is ConnectionStatus.DISCONNECTED and event.code is not None:
+            losses.append((event.code, event.reason))
+            closed.set()
+
+    bus.on(CONNECTION_TOPIC, on_event)
+    with trio.fail_after(30):
+        serve = await trio.lowlevel.open_process(
+            [*COMMAND, "serve", "--port", "0", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert serve.stdout is not None
+            assert serve.stderr is not None
+            reader = LineReader(serve.stdout)
+            ready = json.loads(await reader.readline() or "null")
+            token = (await trio.Path(ready["token_file"]).read_text()).strip()
+            async with open_websocket_manager(
+                ready["url"],
+                token=token,
+                bus=bus,
+                backoff=Backoff(max_retries=0),
+                proxy=None,
+            ) as manager:
+                await manager.wait_connected()
+                serve.send_signal(signal.SIGTERM)
+                await closed.wait()
+            rest = await reader.rest()
+            stderr = await LineReader(serve.stderr).rest()
+            assert await serve.wait() == 143
+        finally:
+            serve.kill()
+    assert losses[0] == (1001, "going away")
+    assert stderr == []
+    assert [json.loads(line)["connections"] for line in rest] == [1]
+    assert token not in "".join(rest)
 
 
 async def test_listen_notices_giving_up_after_it_was_connected(
@@ -865,8 +1073,10 @@ class LineReader:
         raise AssertionError("stream did not end")
 
 
-async def test_demo_json_subprocess_shows_alerts_telemetry_and_reconnect() -> None:
-    """`python -m trio_ws_bus demo --duration 3 --json`: the whole show, exit 0."""
+async def test_demo_json_subprocess_shows_alerts_telemetry_and_reconnect(
+    dead_proxy_env: str,
+) -> None:
+    """`demo --duration 3 --json`: the whole show, exit 0, whatever HTTP_PROXY says."""
     with trio.fail_after(60):
         result = await trio.run_process(
             [*COMMAND, "demo", "--duration", "3", "--json"],
@@ -921,23 +1131,25 @@ async def test_ctrl_c_stops_the_demo_cleanly_with_status_130() -> None:
     assert rest[-1]["kind"] == "summary"
 
 
-async def test_listen_against_serve_with_each_token_source(tmp_path: Path) -> None:
-    """Listen gets telemetry from serve with env, file and command tokens; no leak."""
+async def test_listen_against_serve_with_each_token_source(
+    tmp_path: Path, dead_proxy_env: str
+) -> None:
+    """Listen gets telemetry from serve with env, file and command tokens; no leak.
+
+    A dead proxy in the environment changes nothing: serve is on loopback.
+    """
     with trio.fail_after(60):
         serve = await trio.lowlevel.open_process(
-            [*COMMAND, "serve", "--port", "0", "--duration", "45"],
+            [*COMMAND, "serve", "--port", "0", "--duration", "45", "--json"],
             stdout=subprocess.PIPE,
         )
         try:
             assert serve.stdout is not None
             reader = LineReader(serve.stdout)
-            url = await reader.readline()
-            token_line = await reader.readline()
-            assert url is not None
+            ready = json.loads(await reader.readline() or "null")
+            url = ready["url"]
             assert url.startswith("http://127.0.0.1:")
-            assert token_line is not None
-            assert token_line.startswith("token ")
-            token = token_line.split()[1]
+            token = (await trio.Path(ready["token_file"]).read_text()).strip()
             (tmp_path / "token").write_text(token + "\n")
             print_env = "import os; print(os.environ['CLI_TEST_TOKEN'])"
             sources = {
@@ -985,8 +1197,10 @@ def _environ() -> dict[str, str]:
     return dict(os.environ)
 
 
-async def test_examples_run_standalone_against_an_embedded_server() -> None:
-    """Both examples run against their embedded server and end by themselves."""
+async def test_examples_run_standalone_against_an_embedded_server(
+    dead_proxy_env: str,
+) -> None:
+    """Both examples run against their embedded server, whatever HTTP_PROXY says."""
     results: dict[str, subprocess.CompletedProcess[bytes]] = {}
 
     async def run(name: str, duration: str) -> None:

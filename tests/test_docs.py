@@ -137,6 +137,9 @@ RUNNABLE = {
     "buffers": "mock",
     "tls": "real",
     "logging_setup": "mock",
+    "service": "mock",
+    "otel_metrics": "mock",
+    "typed_topics": "real",
 }
 #: The testing how-to's app and its pytest module (run by a test below).
 PYTEST_EXAMPLE = "test_alert_pager"
@@ -307,10 +310,28 @@ def fenced_block(text: str, language: str) -> str:
     return match[1]
 
 
+def test_the_readme_start_list_names_every_page() -> None:
+    """Each page of the docs (but the index) is in the README's "Start with" list."""
+    start = README.read_text(encoding="utf-8").split("Start with:", 1)[1]
+    start = start.split("Every code example", 1)[0]
+    for path in rst_sources():
+        page = path.relative_to(ROOT).as_posix()
+        if page == "docs/index.rst" or page.startswith("docs/reference/"):
+            continue  # the reference is listed as a whole: docs/reference/
+        in_howto = page.startswith("docs/howto/") and f"`{path.name}`" in start
+        assert page in start or in_howto, f"README's 'Start with' lacks {page}"
+
+
 async def test_readme_example_prints_alerts(
-    ws_bus_server: ReferenceServer, monkeypatch: pytest.MonkeyPatch
+    ws_bus_server: ReferenceServer,
+    monkeypatch: pytest.MonkeyPatch,
+    dead_proxy_env: str,
 ) -> None:
-    """The README's example connects with $OPS_TOKEN and prints alerts."""
+    """The README's example connects to the test kit's server and prints alerts.
+
+    HTTP_PROXY and ALL_PROXY name a dead proxy: the loopback server is reached
+    directly all the same.
+    """
     code = fenced_block(README.read_text(encoding="utf-8"), "python")
     printed: list[str] = []
     alert_shown = trio.Event()

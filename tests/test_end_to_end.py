@@ -1,11 +1,19 @@
-"""End to end over real loopback sockets: the manager against the reference server."""
+"""End to end over real loopback sockets: the manager against the reference server.
+
+Every test here runs with HTTP_PROXY, HTTPS_PROXY and ALL_PROXY naming a dead
+proxy, as on a corporate machine or CI runner: loopback is never proxied from
+the environment, so the manager connects directly all the same.
+"""
 
 from __future__ import annotations
 
+import pytest
 import trio
 
 from trio_ws_bus import Backoff, ConnectionStatus, Telemetry, open_websocket_manager
 from trio_ws_bus.testing import make_alert, open_reference_server
+
+pytestmark = pytest.mark.usefixtures("dead_proxy_env")
 
 
 async def test_receive_drop_reconnect_replay_receive_over_loopback() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 
 import pytest
 import trio
@@ -179,3 +181,18 @@ def test_importing_the_library_does_not_import_opentelemetry() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_reference_page_lists_every_metric_with_its_unit() -> None:
+    """The reference lists each metric, kind and unit as otel.py makes them."""
+    from trio_ws_bus import otel
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "reference" / "otel.rst"
+    rows = re.findall(
+        r"^``([\w.]+)``\s+(counter|gauge)\s+``([^`]+)``\s+\S",
+        page.read_text(encoding="utf-8"),
+        re.MULTILINE,
+    )
+    made = [(name, "counter", unit) for name, unit, _, _ in otel._COUNTERS]
+    made += [(name, "gauge", unit) for name, unit, _, _ in otel._GAUGES]
+    assert rows == made

@@ -51,6 +51,7 @@ from trio_ws_bus import (
     WebSocketManager,
     open_websocket_manager,
 )
+from trio_ws_bus._cli import main
 from trio_ws_bus._cli._commands import ListenSettings, Stop, UsageError, run_listen
 from trio_ws_bus._cli._main import _listen_settings, build_parser
 from trio_ws_bus._cli._output import Output
@@ -364,9 +365,9 @@ async def test_no_proxy_match_goes_direct_past_a_dead_proxy() -> None:
                 return TcpTransport() if url is None else ProxyTransport(url)
 
             assert (await receive_through(server, transport())).metrics == {"rpm": 7}
+            # Without NO_PROXY too: loopback is never proxied from the environment.
             del environ["NO_PROXY"]
-            with pytest.raises(ProxyError):
-                await transport().open_stream("127.0.0.1", port, ssl_context=None)
+            assert (await receive_through(server, transport())).metrics == {"rpm": 7}
 
 
 # --- the manager picks the proxy (no transport=) ---------------------------------
@@ -409,21 +410,36 @@ async def test_the_environment_proxy_can_be_ignored(
 
 
 async def test_the_environment_proxy_is_used_by_default(dead_env_proxy: int) -> None:
-    """No proxy= argument: the env's dead proxy fails the attempt, PROXY_ERROR."""
+    """No proxy= argument: the env's dead proxy fails the attempt, PROXY_ERROR.
+
+    The target is a name that never resolves (``.invalid``): only the proxy,
+    on loopback, is ever contacted.
+    """
+    bus = MessageBus()
+    events: list[ConnectionEvent] = []
+    bus.on(CONNECTION_TOPIC, events.append)
+    spy = SpyPolicy()
     with trio.fail_after(CAP):
-        async with open_reference_server() as server:
-            events, failure = await failed_attempt(server, None)
-            assert server.handshakes == 0
+        async with open_websocket_manager(
+            "http://ops.example.invalid:8765",
+            token="tok",
+            bus=bus,
+            backoff=NO_RETRY,
+            retry_policy=spy,
+        ) as manager:
+            with pytest.raises(ConnectionGaveUp):
+                await manager.wait_connected()
+    (failure,) = spy.failures
     assert failure.kind is FailureKind.PROXY_ERROR
     first = error_messages(events)[0] or ""
     assert f"Proxy 127.0.0.1:{dead_env_proxy} is unreachable: " in first
     assert PASSWORD not in repr(events)
 
 
-async def test_listen_proxy_connects_and_never_prints_credentials(
-    pproxy: PproxyServer,
-) -> None:
-    """``listen --proxy`` tunnels through the proxy; its output names host:port only."""
+async def listen_until_subscribed(
+    proxy: ProxyURL | None,
+) -> tuple[ReferenceServer, io.StringIO, io.StringIO]:
+    """Run ``listen`` with ``proxy`` until it subscribed; the server and output."""
     out, err = io.StringIO(), io.StringIO()
     with trio.fail_after(CAP):
         async with open_reference_server() as server:
@@ -431,14 +447,23 @@ async def test_listen_proxy_connects_and_never_prints_credentials(
                 url=server.url,
                 token_source=EnvToken("T", environ={"T": server.issue_token()}),
                 devices=("pump",),
-                proxy=ProxyURL.parse(pproxy.url("socks5")),
+                proxy=proxy,
                 duration=5.0,
             )
             async with trio.open_nursery() as nursery:
-                stop = Stop()
-                nursery.start_soon(run_listen, settings, Output(out, err), stop)
+                nursery.start_soon(run_listen, settings, Output(out, err), Stop())
                 await server.wait_subscribed("device", "pump")
                 nursery.cancel_scope.cancel()
+    return server, out, err
+
+
+async def test_listen_proxy_connects_and_never_prints_credentials(
+    pproxy: PproxyServer,
+) -> None:
+    """``listen --proxy`` tunnels through the proxy; its output names host:port only."""
+    server, out, err = await listen_until_subscribed(
+        ProxyURL.parse(pproxy.url("socks5"))
+    )
     pproxy.expect_tunnel("socks5", port_of(server))
     assert f"through proxy 127.0.0.1:{pproxy.port}" in out.getvalue()
     assert PASSWORD not in out.getvalue() + err.getvalue()
@@ -554,6 +579,32 @@ def test_environment_picks_the_proxy_as_httpx_does(
     """HTTP_PROXY for ws:, HTTPS_PROXY for wss:, ALL_PROXY after; lower case wins."""
     url = resolve(environ, scheme)
     assert (url.host if url else None) == expected
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["localhost", "LOCALHOST", "localhost.", "127.0.0.1", "127.1.2.3", "::1"],
+)
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+def test_loopback_is_never_proxied_from_the_environment(host: str, scheme: str) -> None:
+    """Go's rule: HTTP(S)_PROXY and ALL_PROXY never apply to this machine."""
+    environ = {"HTTP_PROXY": "http://p:1", "HTTPS_PROXY": "http://p:1"}
+    assert resolve({**environ, "ALL_PROXY": "socks5://a:1"}, scheme, host) is None
+    assert resolve({"ALL_PROXY": "socks5://a:1"}, scheme, host) is None
+    explicit = resolve_proxy(
+        scheme, host, 443, proxy="http://p:1", trust_env=True, environ=environ
+    )
+    assert explicit == ProxyURL("http", "p", 1)
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost.example.com", "mylocalhost", "128.0.0.1", "::2", "10.0.0.1"]
+)
+def test_hosts_that_only_look_local_are_proxied(host: str) -> None:
+    """Only loopback addresses and the name ``localhost`` itself go direct."""
+    assert resolve({"HTTPS_PROXY": "http://p:1"}, "wss", host) == ProxyURL(
+        "http", "p", 1
+    )
 
 
 def test_a_scheme_less_proxy_variable_is_http() -> None:
@@ -686,3 +737,26 @@ def test_listen_proxy_option_is_checked_without_showing_credentials() -> None:
         "bad --proxy: unsupported proxy scheme 'ftp' in 'ftp://***@p:21': "
         "use http://, socks4://, socks5://, socks5h://"
     )
+
+
+def test_listen_no_proxy_ignores_the_environment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--no-proxy`` connects directly; the default reads the environment."""
+    argv = ["listen", "https://ops.example.com", "--token-env", "T"]
+    parser = build_parser()
+    assert _listen_settings(parser.parse_args(argv)).proxy is PROXY_FROM_ENV
+    assert _listen_settings(parser.parse_args([*argv, "--no-proxy"])).proxy is None
+    assert main([*argv, "--no-proxy", "--proxy", "http://p:1"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "trio-ws-bus listen: error: argument --proxy: not allowed with argument "
+        "--no-proxy (see --help)"
+    ]
+
+
+async def test_listen_no_proxy_goes_past_a_dead_environment_proxy(
+    dead_env_proxy: int,
+) -> None:
+    """``listen --no-proxy`` says so in its header and connects without the proxy."""
+    server, out, _err = await listen_until_subscribed(None)
+    assert f"{server.url} (no proxy), token from" in out.getvalue()

@@ -45,6 +45,18 @@ def test_budget_follows_the_seed_schedule_then_gives_up() -> None:
     assert decisions[20].give_up_message == MAX_RETRIES_MESSAGE
 
 
+def test_a_budget_without_a_limit_never_gives_up_and_keeps_counting() -> None:
+    """max_retries=None: 1000 failures, 1000 retries at the capped delay, counted."""
+    budget = RetryBudget(Backoff(max_retries=None))
+    decisions = [budget.on_failure(REFUSED, now=0.0) for _ in range(1000)]
+    assert [d.retry_count for d in decisions] == list(range(1, 1001))
+    assert [d.delay for d in decisions[5:]] == [30.0] * 995
+    assert budget.retries_used == 1000
+    # The policy still decides: a failure it calls fatal stops the manager.
+    rejected = ConnectionFailure(FailureKind.REJECTED, status_code=403)
+    assert budget.on_failure(rejected, now=0.0).delay is None
+
+
 def test_every_handshake_resets_the_count_by_default_like_the_seed() -> None:
     """By default (reset_after=0) any handshake resets the count and the delay."""
     budget = RetryBudget(Backoff())

@@ -114,3 +114,18 @@ def test_mypy_checks_handlers_and_payloads_of_typed_topics(tmp_path: Path) -> No
     )
     reported = {(name, int(line)) for name, line in _ERROR_LINE.findall(result.stdout)}
     assert reported == expected, result.stdout + result.stderr
+    # docs/howto/typed_topics.rst quotes mypy's words for a wrong payload.
+    publish_errors = re.findall(
+        rf"^wrong_payloads\.py:\d+: error: {re.escape(WRONG_PAYLOAD)}$",
+        result.stdout,
+        re.MULTILINE,
+    )
+    assert len(publish_errors) == 3, result.stdout
+    howto = Path(__file__).resolve().parent.parent / "docs" / "howto"
+    assert WRONG_PAYLOAD in (howto / "typed_topics.rst").read_text(encoding="utf-8")
+
+
+#: What mypy says for ``bus.publish(ORDERS, "3")`` (the docs explain why).
+WRONG_PAYLOAD = (
+    'Cannot infer value of type parameter "_P" of "publish" of "MessageBus"  [misc]'
+)

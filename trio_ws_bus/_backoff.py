@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterator
@@ -34,11 +35,11 @@ def _at_least_base(
         raise ValueError(f"max_delay ({value!r}) must be >= base ({instance.base!r})")
 
 
-def _check_retries(
-    instance: object, attribute: attrs.Attribute[int], value: int
-) -> None:
+def _check_retries(instance: object, attribute: object, value: object) -> None:
+    if value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"max_retries must be an int >= 0, got {value!r}")
+        raise ValueError(f"max_retries must be an int >= 0 or None, got {value!r}")
 
 
 def _check_jitter(
@@ -67,7 +68,10 @@ class Backoff:
         max_delay: Cap on any delay, in seconds (``>= base``).
         max_retries: Retries after failures before the manager gives up; the
             first attempt is not a retry, so at most ``max_retries + 1`` attempts
-            are made in a row.
+            are made in a row. ``None`` retries forever (for a service): the
+            manager then never gives up on its own, only on a failure its retry
+            policy calls fatal (a 403, say); events and statistics still count
+            every retry.
         jitter: Fraction of each delay that may be randomly removed (0 to 1).
             Spreads reconnects of many clients after a server restart.
         reset_after: Seconds a connection must stay up before the retry count
@@ -87,7 +91,7 @@ class Backoff:
     max_delay: float = attrs.field(
         default=30.0, validator=[_non_negative, _at_least_base]
     )
-    max_retries: int = attrs.field(default=20, validator=_check_retries)
+    max_retries: int | None = attrs.field(default=20, validator=_check_retries)
     jitter: float = attrs.field(default=0.0, validator=_check_jitter)
     reset_after: float = attrs.field(default=0.0, validator=_non_negative)
     rng: random.Random = attrs.field(
@@ -119,6 +123,13 @@ class Backoff:
         return delay
 
     def delays(self) -> Iterator[float]:
-        """Yield the delays of one budget: exactly ``max_retries`` of them."""
-        for retry_index in range(self.max_retries):
+        """Yield the delays of one budget: exactly ``max_retries`` of them.
+
+        With ``max_retries=None`` it never ends: bound it with
+        ``itertools.islice``.
+        """
+        retries = (
+            itertools.count() if self.max_retries is None else range(self.max_retries)
+        )
+        for retry_index in retries:
             yield self.delay(retry_index)

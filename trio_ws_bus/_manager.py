@@ -465,10 +465,12 @@ class WebSocketManager:
                 self._give_up(message)
                 return
             logger.info(
-                "reconnecting in %.3g s (retry %d of %d)",
+                "reconnecting in %.3g s (retry %d of %s)",
                 decision.delay,
                 decision.retry_count,
-                self._budget.backoff.max_retries,
+                "unlimited"
+                if (limit := self._budget.backoff.max_retries) is None
+                else limit,
                 extra={
                     "ws_bus_attempt": self._attempts,
                     "ws_bus_status": "disconnected",

@@ -14,7 +14,12 @@ httpx's (``trust_env=True``):
   itself and a CIDR block (``10.0.0.0/8``) the addresses in it. An entry may end
   in ``:port`` to match that port only.
 * A value without a scheme is an ``http://`` proxy.
-* An explicit ``proxy`` argument, ``None`` included, wins over the environment.
+* Loopback (``localhost``, ``127.0.0.0/8``, ``::1``) is never proxied from the
+  environment, as Go's ``net/http`` rules: a proxy on another machine cannot
+  reach this one's loopback, so ``HTTP_PROXY`` set for the Internet must not
+  break a local server (the demo, a test server). ``NO_PROXY`` need not say so.
+* An explicit ``proxy`` argument, ``None`` included, wins over the environment
+  (for loopback too).
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ from typing import Final
 
 import attrs
 
-__all__ = ["PROXY_FROM_ENV", "ProxyFromEnv", "ProxyURL", "resolve_proxy"]
+__all__ = [
+    "PROXY_FROM_ENV",
+    "ProxyFromEnv",
+    "ProxyURL",
+    "is_loopback",
+    "resolve_proxy",
+]
 
 #: The proxy schemes we speak, with their default ports. ``socks5h`` resolves the
 #: target's name at the proxy; ``socks5`` and ``socks4`` resolve it here.
@@ -141,6 +152,11 @@ def resolve_proxy(
         trust_env: Read the environment when ``proxy`` is :data:`PROXY_FROM_ENV`.
         environ: The environment variables; ``None`` reads ``os.environ``.
 
+    Returns:
+        The explicit ``proxy``; else, with ``trust_env``, the environment's
+        proxy for the scheme unless ``NO_PROXY`` matches or ``host`` is
+        loopback (see :func:`is_loopback`); else ``None``.
+
     Raises:
         ValueError: If the chosen proxy URL is not valid.
     """
@@ -148,13 +164,27 @@ def resolve_proxy(
         return proxy
     if isinstance(proxy, str):
         return ProxyURL.parse(proxy)
-    if proxy is None or not trust_env:
+    if proxy is None or not trust_env or is_loopback(host):
         return None
     proxies = _environment_proxies(os.environ if environ is None else environ)
     url = proxies.get(_ENV_KEYS[target_scheme]) or proxies.get("all")
     if not url or _bypassed(proxies.get("no", ""), host.lower(), port):
         return None
     return ProxyURL.parse(url if "://" in url else f"http://{url}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: ``localhost``, ``127.0.0.0/8`` or ``::1``.
+
+    Names other than ``localhost`` are not resolved (no I/O here), as in Go.
+    """
+    host = host.lower().rstrip(".").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _environment_proxies(environ: Mapping[str, str]) -> dict[str, str]:

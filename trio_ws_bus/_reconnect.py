@@ -321,7 +321,7 @@ class RetryBudget:
 
     * A failure asks the policy; ``GIVE_UP`` stops at once. Otherwise it uses
       one retry; at ``backoff.max_retries`` used, the next failure gives up
-      with :data:`MAX_RETRIES_MESSAGE`.
+      with :data:`MAX_RETRIES_MESSAGE` (never with ``max_retries=None``).
     * A connection resets the count (so the delay starts over) once it has
       stayed up ``backoff.reset_after`` seconds: at the handshake by default
       (0), as the browser client does; with ``reset_after`` > 0 a server that
@@ -380,7 +380,8 @@ class RetryBudget:
         verdict = RetryVerdict(self.policy(failure))
         if verdict is RetryVerdict.GIVE_UP:
             return RetryDecision(None, give_up_message=_fatal_message(failure))
-        if self.retries_used >= self.backoff.max_retries:
+        limit = self.backoff.max_retries
+        if limit is not None and self.retries_used >= limit:
             return RetryDecision(None, give_up_message=MAX_RETRIES_MESSAGE)
         immediate = verdict is RetryVerdict.RETRY_NOW and not self._last_was_immediate
         delay = 0.0 if immediate else self.backoff.delay(self.retries_used)
@@ -402,12 +403,17 @@ class RetryBudget:
         self._last_was_immediate = False
 
 
+#: How every give-up message of a fatal failure ends: the message describes
+#: that failure itself, so it needs no "last error" after it.
+NOT_RETRIED = "(not retried)"
+
+
 def _fatal_message(failure: ConnectionFailure) -> str:
     if failure.kind is FailureKind.REJECTED:
-        return f"Connection rejected with HTTP {failure.status_code} (not retried)"
+        return f"Connection rejected with HTTP {failure.status_code} {NOT_RETRIED}"
     if failure.kind is FailureKind.CLOSED:
-        return f"Connection closed with code {failure.close_code} (not retried)"
-    return f"{failure.reason or failure.kind} (not retried)"
+        return f"Connection closed with code {failure.close_code} {NOT_RETRIED}"
+    return f"{failure.reason or failure.kind} {NOT_RETRIED}"
 
 
 @attrs.define

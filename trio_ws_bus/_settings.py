@@ -7,7 +7,6 @@ can never work; the manager's session loop only reads it.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -16,7 +15,7 @@ from typing import Final, Literal
 import attrs
 
 from ._logs import get_logger
-from ._proxy import ProxyFromEnv, ProxyURL, resolve_proxy
+from ._proxy import ProxyFromEnv, ProxyURL, is_loopback, resolve_proxy
 from ._session import Compression, HandshakeOptions
 from ._transport import ProxyTransport, TcpTransport, Transport
 from ._url import check_base_url, resolve_target
@@ -178,16 +177,6 @@ def token_problem(token: str, location: TokenLocation) -> str | None:
     if location == "header" and not (token.isascii() and token.isprintable()):
         return "Token cannot be sent in a header (only printable ASCII can)"
     return None
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is this machine (where clear text is no exposure)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_positive(name: str, value: float) -> None:

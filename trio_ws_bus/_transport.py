@@ -11,6 +11,7 @@ real protocol under a mock clock.
 from __future__ import annotations
 
 import math
+import os
 import socket
 import ssl
 from typing import Final, Protocol
@@ -24,6 +25,7 @@ from ._errors import ProxyError
 from ._logs import LOG_TEXT_LIMIT
 from ._proxy import ProxyURL
 from ._reconnect import ConnectionFailure, FailureKind
+from ._util import BaseExceptionGroup, leaf_exceptions
 
 __all__ = ["ProxyTransport", "TcpTransport", "Transport", "failure_from_os_error"]
 
@@ -87,7 +89,7 @@ def failure_from_os_error(exc: BaseException) -> ConnectionFailure:
         )
     if isinstance(cause, OSError):
         # Names the host and port at most; the token is only ever in the path.
-        text = (cause.strerror or str(cause) or type(cause).__name__)[:LOG_TEXT_LIMIT]
+        text = _os_error_text(cause)[:LOG_TEXT_LIMIT]
         if isinstance(cause, socket.gaierror):
             return ConnectionFailure(
                 FailureKind.UNREACHABLE, reason=f"Name resolution failed: {text}"
@@ -98,6 +100,30 @@ def failure_from_os_error(exc: BaseException) -> ConnectionFailure:
     return ConnectionFailure(
         FailureKind.UNREACHABLE, reason=f"Connection failed: {type(cause).__name__}"
     )
+
+
+def _os_error_text(exc: OSError) -> str:
+    """The OS's words for ``exc``: "Connection refused", "No route to host", ...
+
+    ``trio.open_tcp_stream`` raises a plain "all attempts to connect to
+    host:port failed" from a group of each address's error: their own words
+    come first, then that sentence.
+    """
+    if exc.strerror:
+        return exc.strerror
+    group = exc.__cause__
+    if isinstance(group, BaseExceptionGroup):
+        # Each address's error says "Error connecting to (...): <words>".
+        words = dict.fromkeys(
+            os.strerror(e.errno)
+            if isinstance(e.errno, int) and not isinstance(e, socket.gaierror)
+            else e.strerror or str(e)
+            for e in leaf_exceptions(group)
+            if isinstance(e, OSError)
+        )
+        if words:
+            return f"{', '.join(words)} ({exc})"
+    return str(exc) or type(exc).__name__
 
 
 def _to_proxy_url(proxy: str | ProxyURL) -> ProxyURL:

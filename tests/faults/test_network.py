@@ -10,7 +10,10 @@ ends with a task census: nothing the manager spawned outlives its context.
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
+import os
 import socket
 
 import pytest
@@ -42,6 +45,8 @@ from trio_ws_bus import (
     RetryVerdict,
     default_retry_policy,
 )
+from trio_ws_bus._transport import failure_from_os_error
+from trio_ws_bus._util import BaseExceptionGroup
 from trio_ws_bus.testing import Opcode, encode_frame, make_alert, open_reference_server
 
 REFUSED = "Connection failed: Connection refused (MemoryTransport.fail_next)"
@@ -90,6 +95,59 @@ async def test_unreachable_attempts_are_counted_and_retried(
             assert (stats.attempts, stats.connections) == (4, 1)
         assert manager_tasks(task_census) == []
     await task_census.assert_none_left(before)
+
+
+async def test_retry_forever_goes_on_past_the_default_budget_at_the_capped_delay(
+    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+) -> None:
+    """Backoff(max_retries=None): 60 refusals, retried every 30 s, then in."""
+    before = set(task_census.live)
+    async with open_reference_server(listen=False) as server:
+        server.transport.fail_next(60)
+        tokens = TokenLog(server)
+        backoff = Backoff(max_retries=None)
+        async with manager_on(server, token=tokens, backoff=backoff) as (
+            manager,
+            events,
+        ):
+            # Mid-way, far past the default budget of 20: still retrying.
+            await trio.sleep(1000.0)
+            assert manager.status is ConnectionStatus.DISCONNECTED
+            assert manager.statistics().retries_used == 38
+            await manager.wait_connected()
+            delays = [1.0, 2.0, 4.0, 8.0, 16.0] + [30.0] * 55
+            assert tokens.relative_times() == list(itertools.accumulate([0.0, *delays]))
+            assert trio.current_time() - tokens.times[0] == 1681.0
+            assert retries(events) == delays
+            counts = [e.retry_count for e in events if e.retry_count is not None]
+            assert counts == list(range(1, 61))
+            assert errors(events) == [REFUSED] * 60
+            stats = manager.statistics()
+            assert (stats.attempts, stats.connections, stats.retries_used) == (
+                61,
+                1,
+                0,
+            )
+        assert manager_tasks(task_census) == []
+    await task_census.assert_none_left(before)
+
+
+def test_each_address_os_error_is_named_once() -> None:
+    """open_tcp_stream's "all attempts failed" shows each address's OS words once."""
+    causes = [
+        OSError(errno.ECONNREFUSED, "Error connecting to ('::1', 9): ..."),
+        OSError(errno.ECONNREFUSED, "Error connecting to ('127.0.0.1', 9): ..."),
+        OSError(errno.ENETUNREACH, "Error connecting to ('10.0.0.1', 9): ..."),
+        OSError(errno.ETIMEDOUT, "Error connecting to ('10.0.0.2', 9): ..."),
+    ]
+    exc = OSError("all attempts to connect to ops.test:9 failed")
+    exc.__cause__ = BaseExceptionGroup("all attempts", causes)
+    assert failure_from_os_error(exc) == ConnectionFailure(
+        FailureKind.UNREACHABLE,
+        reason=f"Connection failed: {os.strerror(errno.ECONNREFUSED)}, "
+        f"{os.strerror(errno.ENETUNREACH)}, {os.strerror(errno.ETIMEDOUT)} "
+        "(all attempts to connect to ops.test:9 failed)",
+    )
 
 
 async def test_failed_attempt_leaves_no_reader_task_during_backoff(

@@ -8,12 +8,16 @@ its summary before it returns 128 + the signal number.
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import signal
+import tempfile
 import textwrap
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, closing, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -24,10 +28,11 @@ from .._bus import CONNECTION_TOPIC, MessageBus, Subscription
 from .._errors import ConnectionGaveUp
 from .._events import ConnectionStatus
 from .._manager import WebSocketManager, open_websocket_manager
-from .._proxy import ProxyURL
+from .._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
+from .._reconnect import NOT_RETRIED
 from .._secrets import Redactor
 from .._settings import is_loopback
-from .._transport import ProxyTransport, Transport
+from .._transport import Transport
 from .._url import redact_url
 from ._output import EVENT_BUFFER, Output, Tally, plural, records_from
 from ._tokens import CommandToken, TokenSource, TokenSourceError, token_provider
@@ -88,7 +93,8 @@ EXIT_STATUS_HELP: Final = {
     ),
     "demo": _exit_statuses(
         "the demo ran to the end",
-        "a runtime failure, such as the missing 'testing' extra (PyJWT)",
+        "it never connected, or another runtime failure, such as the missing "
+        "'testing' extra (PyJWT)",
         "usage error: a bad option",
         _INTERRUPTED_HELP + "; the summary is still printed",
     ),
@@ -101,8 +107,9 @@ EXIT_STATUS_HELP: Final = {
         "the summary is still printed",
     ),
     "serve": _exit_statuses(
-        "--duration ran out",
-        "cannot listen (port in use, no IPv6), or the missing 'testing' extra (PyJWT)",
+        "--duration ran out; clients were closed with 1001 (going away)",
+        "cannot listen (port in use, no IPv6), cannot write the token file, or "
+        "the missing 'testing' extra (PyJWT)",
         "usage error: a bad option or secret source",
         _INTERRUPTED_HELP,
     ),
@@ -155,8 +162,11 @@ def give_up_message(reason: str, errors: Sequence[str] = ()) -> str:
     Args:
         reason: Why it gave up (:attr:`ConnectionGaveUp.reason`).
         errors: Recent error messages, oldest first; the last one that is not
-            ``reason`` itself tells what kept failing.
+            ``reason`` itself tells what kept failing, unless ``reason`` is a
+            fatal failure's own description (then that error says the same).
     """
+    if reason.endswith(NOT_RETRIED):
+        return f"gave up: {reason}"
     cause = next((e for e in reversed(errors) if e != reason), None)
     if cause:
         return f"gave up: {reason} (last error: {cause})"
@@ -323,6 +333,7 @@ async def run_demo(
             bus=bus,
             backoff=Backoff(base=DEMO_BACKOFF_BASE, max_delay=5.0),
             transport=server.transport if in_memory else None,
+            proxy=None,  # its own server on loopback, whatever HTTP_PROXY says
         ) as manager:
             _subscribe_all(manager, alerts=True, devices=devices)
             # Cancel inside the manager's context, not around it: a manager
@@ -334,14 +345,19 @@ async def run_demo(
                         await server.wait_until(_holds_everything(devices))
                     nursery.start_soon(feed.run)
         printer.drain()
+        statistics = manager.statistics()
         out.summary(
             printer.tally.summary(
                 trio.current_time() - start,
-                manager.statistics(),
+                statistics,
                 bus.statistics().dropped,
                 simulated_drops=feed.drops,
             )
         )
+    if stop.signum is None and not statistics.connections:
+        # As listen --duration: a demo that never connected did not work.
+        out.note(give_up_message(f"never connected in {settings.duration:g} s"))
+        return EXIT_FAILURE
     return stop.exit_code(EXIT_OK)
 
 
@@ -360,7 +376,9 @@ class ListenSettings:
         json: JSON lines instead of text.
         max_retries: Retries before giving up.
         duration: Seconds to run; ``None``: until Ctrl-C or giving up.
-        proxy: The proxy to tunnel through, if any.
+        proxy: The proxy to tunnel through; ``None``: none, whatever the
+            environment says (``--no-proxy``); :data:`PROXY_FROM_ENV`: the
+            environment's (``HTTPS_PROXY``, ...), as the manager's default.
     """
 
     url: str
@@ -370,7 +388,7 @@ class ListenSettings:
     json: bool = False
     max_retries: int = 20
     duration: float | None = None
-    proxy: ProxyURL | None = None
+    proxy: ProxyURL | ProxyFromEnv | None = PROXY_FROM_ENV
 
 
 def _clear_text_warning(url: str) -> str | None:
@@ -434,10 +452,10 @@ async def _listen(
     gave_up: str | None = None
     timeout = source.timeout if isinstance(source, CommandToken) else 0.0
     via = ""
-    if settings.proxy is not None:
+    if isinstance(settings.proxy, ProxyURL):
         via = f" through proxy {settings.proxy.address}"
-        if transport is None:
-            transport = ProxyTransport(settings.proxy)
+    elif settings.proxy is None:
+        via = " (no proxy)"
     async with bus.subscribe("*", max_buffer=EVENT_BUFFER) as events:
         out.text(
             f"trio-ws-bus listen: {redact_url(settings.url)}{via}, token from "
@@ -451,6 +469,7 @@ async def _listen(
             backoff=Backoff(max_retries=settings.max_retries),
             open_timeout=max(10.0, timeout + 5.0),
             transport=transport,
+            proxy=settings.proxy,
         ) as manager:
             _subscribe_all(manager, alerts=settings.alerts, devices=settings.devices)
             with stop.scope(), _deadline(settings.duration):
@@ -476,10 +495,13 @@ async def _listen(
 
 # --- serve ---------------------------------------------------------------------
 
-#: Lifetime of the token ``serve`` prints, in seconds.
+#: Lifetime of the token ``serve`` issues, in seconds.
 DEMO_TOKEN_TTL: Final = 24 * 3600.0
-#: Environment variable named in the ``listen`` line that ``serve`` prints.
-_TOKEN_VARIABLE: Final = "TRIO_WS_BUS_TOKEN"
+#: How long ``serve`` waits, on SIGINT or SIGTERM, for its clients to answer
+#: the 1001 "going away" close frame before it drops the rest.
+SERVE_CLOSE_TIMEOUT: Final = 3.0
+#: The shortest HS256 secret RFC 7518 allows: the size of the hash, 32 bytes.
+MIN_SECRET_BYTES: Final = 32
 
 
 @attrs.frozen
@@ -495,6 +517,10 @@ class ServeSettings:
         drop_every: Drop every connection this often (seconds), if set.
         secret: The HS256 secret tokens are signed with; ``None``: a new
             random one (tokens of an earlier run are then refused).
+        token_file: Where to write the token (mode 0600); ``None``: a new
+            file in a private temporary directory, removed on exit.
+        print_token: Print the token itself, not only where it is.
+        json: Print one JSON line when ready and one summary line, nothing else.
     """
 
     host: str = "127.0.0.1"
@@ -504,6 +530,27 @@ class ServeSettings:
     duration: float | None = None
     drop_every: float | None = None
     secret: str | None = attrs.field(default=None, repr=False)
+    token_file: Path | None = None
+    print_token: bool = False
+    json: bool = False
+
+
+@contextmanager
+def _token_file(path: Path | None) -> Iterator[Path]:
+    """The file to write the token to: ``path``, or a private temporary one."""
+    if path is not None:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="trio-ws-bus-serve-") as directory:
+        yield Path(directory) / "token"
+
+
+def _write_secret_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(text + "\n")
 
 
 def _client_counts(server: ReferenceServer) -> tuple[int, int, int]:
@@ -528,21 +575,33 @@ async def _report_clients(server: ReferenceServer, out: Output, start: float) ->
 async def run_serve(settings: ServeSettings, out: Output, stop: Stop) -> int:
     """Run the reference server with the synthetic feed until stopped.
 
-    The first line printed is the server's base URL; then a demo token (on
-    purpose: it only opens this throw-away server), a ready ``listen``
-    command line and the endpoint's full URL for any WebSocket client.
+    The first line printed is the server's base URL; then where the token is
+    (a file only its owner can read: no token in the output, so none in a
+    terminal's scrollback or a CI log, unless ``print_token``), a ``listen``
+    command line and the endpoint. With ``json``, one line holds all that.
+    On a stop request (SIGINT, SIGTERM) every client gets a 1001 "going
+    away" close, within :data:`SERVE_CLOSE_TIMEOUT` seconds.
 
     Returns:
         The exit status.
 
     Raises:
-        CommandFailed: If the server cannot listen (port in use, no IPv6).
+        CommandFailed: If the server cannot listen (port in use, no IPv6) or
+            the token file cannot be written.
     """
     from ..testing._feed import FeedModel, FeedSchedule, SyntheticFeed, device_ids
     from ..testing._server import open_reference_server
 
     devices = device_ids(settings.devices)
     start = trio.current_time()
+    if settings.secret is not None:
+        size = len(settings.secret.encode("utf-8", "surrogatepass"))
+        if size < MIN_SECRET_BYTES:
+            out.note(
+                f"warning: the HS256 secret is {plural(size, 'byte')}; RFC 7518 "
+                f"asks for at least {MIN_SECRET_BYTES} (make one with: python -c "
+                "'import secrets; print(secrets.token_urlsafe(32))')"
+            )
     async with AsyncExitStack() as stack:
         try:
             server = await stack.enter_async_context(
@@ -556,18 +615,23 @@ async def run_serve(settings: ServeSettings, out: Output, stop: Stop) -> int:
                 f"cannot listen on {settings.host} port {settings.port}: {reason}"
             ) from None
         token = server.issue_token("demo", expires_in=DEMO_TOKEN_TTL)
-        listen = shlex.join(
-            [
-                *("trio-ws-bus", "listen", server.url),
-                *("--token-env", _TOKEN_VARIABLE, "--alerts", "--device", devices[0]),
-            ]
+        token_path = stack.enter_context(_token_file(settings.token_file))
+        try:
+            _write_secret_file(token_path, token)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise CommandFailed(
+                f"cannot write the token file {token_path}: {reason}"
+            ) from None
+        _print_ready(
+            settings,
+            out,
+            server.url,
+            server.websocket_url(),
+            devices,
+            token_path,
+            token,
         )
-        out.line(server.url)
-        out.line(f"token     {token}  (HS256, valid {DEMO_TOKEN_TTL / 3600:g} h)")
-        out.line(f"devices   {' '.join(devices)}")
-        out.line(f"listen    {_TOKEN_VARIABLE}={shlex.quote(token)} {listen}")
-        out.line(f"endpoint  {server.websocket_url(token)}")
-        out.line("Ctrl-C to stop")
         feed = SyntheticFeed(
             server,
             FeedModel(devices, seed=settings.seed),
@@ -576,12 +640,65 @@ async def run_serve(settings: ServeSettings, out: Output, stop: Stop) -> int:
         with stop.scope(), _deadline(settings.duration):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(feed.run)
-                nursery.start_soon(_report_clients, server, out, start)
-        out.line(
-            f"--- served {plural(len(server.all_connections), 'connection')} "
-            f"({plural(server.rejections, 'rejected handshake')}), "
-            f"{plural(feed.readings_published, 'reading')}, "
-            f"{plural(feed.alerts_published, 'alert')} "
-            f"in {trio.current_time() - start:.1f} s ---"
-        )
+                if not settings.json:
+                    nursery.start_soon(_report_clients, server, out, start)
+        # Stopped or done: tell every client (1001), without waiting forever.
+        with trio.move_on_after(SERVE_CLOSE_TIMEOUT):
+            await server.close_connections(1001, "going away")
+        summary = {
+            "connections": len(server.all_connections),
+            "rejected": server.rejections,
+            "readings": feed.readings_published,
+            "alerts": feed.alerts_published,
+        }
+        elapsed = trio.current_time() - start
+        if settings.json:
+            t = round(elapsed, 3)
+            out.line(json.dumps({"t": t, "kind": "summary"} | summary))
+        else:
+            out.line(
+                f"--- served {plural(summary['connections'], 'connection')} "
+                f"({plural(summary['rejected'], 'rejected handshake')}), "
+                f"{plural(summary['readings'], 'reading')}, "
+                f"{plural(summary['alerts'], 'alert')} in {elapsed:.1f} s ---"
+            )
     return stop.exit_code(EXIT_OK)
+
+
+def _print_ready(
+    settings: ServeSettings,
+    out: Output,
+    url: str,
+    endpoint: str,
+    devices: Sequence[str],
+    token_path: Path,
+    token: str,
+) -> None:
+    """Say where the server is and where its token is (the token only if asked)."""
+    listen = shlex.join(
+        [
+            *("trio-ws-bus", "listen", url, "--token-file", str(token_path)),
+            *("--alerts", "--device", devices[0]),
+        ]
+    )
+    if settings.json:
+        ready: dict[str, object] = {
+            "kind": "ready",
+            "url": url,
+            "endpoint": endpoint,
+            "token_file": str(token_path),
+            "devices": list(devices),
+        }
+        if settings.print_token:
+            ready["token"] = token
+        out.line(json.dumps(ready))
+        return
+    out.line(url)
+    valid = f"HS256, valid {DEMO_TOKEN_TTL / 3600:g} h"
+    out.line(f"token     in {token_path} ({valid})")
+    if settings.print_token:
+        out.line(f"token     {token}")
+    out.line(f"devices   {' '.join(devices)}")
+    out.line(f"listen    {listen}")
+    out.line(f"endpoint  {endpoint}  (token: ?token= or Authorization: Bearer)")
+    out.line("Ctrl-C to stop")

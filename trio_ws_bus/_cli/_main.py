@@ -17,11 +17,12 @@ import sys
 import textwrap
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 import trio
 
-from .._proxy import ProxyURL
+from .._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
 from .._url import check_base_url
 from .._util import BaseExceptionGroup, leaf_exceptions, reraise_alone
 from .._version import __version__
@@ -53,12 +54,16 @@ from ._tokens import (
 __all__ = ["build_parser", "main"]
 
 
+#: How every usage error ends.
+_SEE_HELP = "(see --help)"
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, exit status 2."""
 
     def error(self, message: str) -> NoReturn:
         """Print ``prog: error: message`` and exit with status 2."""
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} {_SEE_HELP}\n")
 
 
 def _int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
@@ -162,10 +167,11 @@ def build_parser(prog: str = "trio-ws-bus") -> argparse.ArgumentParser:
             "run the reference server with a synthetic feed",
             "Run the reference server with a synthetic feed on a loopback "
             "address, for 'listen' or any WebSocket client. The first line "
-            "printed is the base URL; a token follows, signed with the "
-            "server's secret: a new random one per start, or a stable one "
-            "from --secret-env or --secret-file, so that tokens survive a "
-            "restart. Needs the 'testing' extra (PyJWT).",
+            "printed is the base URL; then the file that holds a token, "
+            "signed with the server's secret: a new random one per start, or "
+            "a stable one from --secret-env or --secret-file, so that tokens "
+            "survive a restart. On Ctrl-C or SIGTERM every client gets a 1001 "
+            "(going away) close. Needs the 'testing' extra (PyJWT).",
         )
     )
     return parser
@@ -243,11 +249,20 @@ def _add_listen_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="subscribe to a device's telemetry (repeatable)",
     )
-    parser.add_argument(
+    proxies = parser.add_argument_group(
+        "proxy (default: HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY "
+        "from the environment; never for loopback)"
+    ).add_mutually_exclusive_group()
+    proxies.add_argument(
         "--proxy",
         metavar="URL",
         help="tunnel through this proxy: http://, socks5://, socks5h:// or "
         "socks4://, with user:password@ if it needs them (never printed)",
+    )
+    proxies.add_argument(
+        "--no-proxy",
+        action="store_true",
+        help="connect directly, whatever the environment says",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument(
@@ -300,7 +315,27 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="drop every connection this often, to exercise reconnects",
     )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="write the token to this file, readable by its owner only "
+        "(default: a new private file, removed on exit)",
+    )
+    parser.add_argument(
+        "--print-token",
+        action="store_true",
+        help="print the token itself too (it then shows in scrollback and logs)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON line when ready (url, endpoint, token_file, "
+        "devices) and one summary line at the end",
+    )
 
+
+_URL_EXAMPLE = "a valid one looks like https://ops.example.com or ws://127.0.0.1:8765"
 
 _TOKEN_HINT = (
     "the token is never taken from the command line (it would show in ps "
@@ -328,7 +363,7 @@ def _listen_settings(args: argparse.Namespace) -> ListenSettings:
     try:
         check_base_url(url)
     except ValueError as exc:
-        raise UsageError(f"bad URL: {exc}") from None
+        raise UsageError(f"bad URL: {exc}; {_URL_EXAMPLE}") from None
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
     if "token" in query:
         raise UsageError(
@@ -346,13 +381,18 @@ def _listen_settings(args: argparse.Namespace) -> ListenSettings:
         except ValueError as exc:
             raise UsageError(f"cannot parse --token-command: {exc}") from None
         if not argv:
-            raise UsageError("--token-command is empty")
+            raise UsageError(
+                "--token-command is empty: give a command that prints the "
+                "token, e.g. --token-command 'cat /run/secrets/token'"
+            )
         source = CommandToken(tuple(argv), timeout=args.token_timeout)
     devices = tuple(dict.fromkeys(args.devices or ()))
-    try:
-        proxy = None if args.proxy is None else ProxyURL.parse(args.proxy)
-    except ValueError as exc:
-        raise UsageError(f"bad --proxy: {exc}") from None
+    proxy: ProxyURL | ProxyFromEnv | None = None if args.no_proxy else PROXY_FROM_ENV
+    if args.proxy is not None:
+        try:
+            proxy = ProxyURL.parse(args.proxy)
+        except ValueError as exc:
+            raise UsageError(f"bad --proxy: {exc}") from None
     return ListenSettings(
         url=url,
         token_source=source,
@@ -413,6 +453,9 @@ def _prepare(args: argparse.Namespace, out: Output) -> Callable[[Stop], Awaitabl
         seed=args.seed,
         duration=args.duration,
         drop_every=args.drop_every,
+        token_file=args.token_file,
+        print_token=args.print_token,
+        json=args.json,
     )
     return lambda stop: run_serve(serve, out, stop)
 
@@ -484,7 +527,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "trio-ws-bus") -> int
             out.color = False
         return trio.run(_run_until_signalled, job)
     except UsageError as exc:
-        out.note(f"error: {exc}")
+        # As argparse's own errors (see _Parser.error): one line, same ending.
+        out.note(f"error: {exc} {_SEE_HELP}")
         return EXIT_USAGE
     except CommandFailed as exc:
         out.note(f"error: {exc}")
