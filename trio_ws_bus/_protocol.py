@@ -449,6 +449,12 @@ def _decode(
     raise ProtocolError(reason) from None
 
 
+#: The strict decoder of :func:`decode_server_message`, for the router's hot
+#: path on ``str`` (where it is the same decode): it raises msgspec's errors,
+#: so on a failure call :func:`decode_server_message` for the ProtocolError.
+server_text_decoder: Final = _server_decoder
+
+
 def decode_server_message(data: str | bytes | bytearray | memoryview) -> ServerMessage:
     """Decode and validate one frame from the server.
 

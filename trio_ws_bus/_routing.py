@@ -25,16 +25,17 @@ import attrs
 from ._errors import ProtocolError
 from ._logs import LogLimiter
 from ._protocol import (
-    INVALID_RAW_LIMIT,
     AlertsMessage,
     ErrorMessage,
     InvalidItem,
     ServerMessage,
+    Telemetry,
     TelemetryMessage,
     decode_server_message,
     invalid_binary_frame,
     invalid_item,
     salvage_server_message,
+    server_text_decoder,
 )
 from ._topics import ALERTS_TOPIC, ERROR_TOPIC, INVALID_TOPIC
 
@@ -79,12 +80,31 @@ class Router:
         self._publish = publish
         self.counters = counters
         self._scrub = scrub
+        self._decode = server_text_decoder.decode
         self._invalid_log = LogLimiter(logger, "ignored an invalid message")
         self._error_log = LogLimiter(logger, "server error")
 
     def text(self, text: str, now: float) -> None:
         """Route one complete text message; what fails validation, item by item."""
-        self.counters.messages_received += 1
+        counters = self.counters
+        counters.messages_received += 1
+        try:
+            message = self._decode(text)
+        except Exception:  # msgspec's errors: salvage what is valid
+            self._salvage(text, now)
+            return
+        if type(message) is TelemetryMessage and message.device_id:
+            # The common case, inlined: about a fifth of a message's cost.
+            counters.telemetry_messages += 1
+            data = message.data
+            self._publish(
+                _TELEMETRY_PREFIX + message.device_id,
+                Telemetry(message.device_id, data.timestamp, data.metrics),
+            )
+            return
+        self._dispatch(message, text, now)
+
+    def _salvage(self, text: str, now: float) -> None:
         try:
             message: ServerMessage | None = decode_server_message(text)
         except ProtocolError as exc:
@@ -125,8 +145,10 @@ class Router:
         kind = type(message)
         if isinstance(message, TelemetryMessage):  # a salvaged reading: a subclass
             if not message.device_id:
-                raw = self._scrub(text[:INVALID_RAW_LIMIT])
-                self.reject(InvalidItem("telemetry without a device_id", raw), now)
+                item = invalid_item(
+                    "telemetry without a device_id", text.encode(), scrub=self._scrub
+                )
+                self.reject(item, now)
                 return
             counters.telemetry_messages += 1
             self._publish(_TELEMETRY_PREFIX + message.device_id, message.telemetry)

@@ -103,9 +103,6 @@ HEAD_LIMIT: Final = 16 * 1024
 _STATUS_LINE_LIMIT: Final = 1024
 _CLOSE_ON_PURPOSE: Final = (1000, "Client disconnect")
 _HEAD_END: Final = b"\r\n\r\n"
-#: The first two bytes of a frame the fast path takes: FIN + TEXT, no RSV bit
-#: (so not compressed); the second byte below 0x80 means unmasked.
-_FIN_TEXT: Final = 0x81
 _TOO_BIG: Final = "message larger than max_message_size"
 _CUT_SHORT: Final = "fragmented message cut short by a close frame"
 
@@ -501,8 +498,10 @@ class ClientSession:
             data, self._partial = self._partial, bytearray()
         end = len(data)
         max_size = self._max_size
-        events = self._events
-        fast = self._fast
+        append = self._events.append
+        # The fast path is open while no fragmented message is in progress;
+        # only a frame handed to websockets can change that.
+        fast = self._fast and self._fragment_opcode is None
         pos = 0
         while end - pos >= 2:
             second = data[pos + 1]
@@ -522,18 +521,13 @@ class ClientSession:
             if second & 0x80:  # masked: websockets refuses it at the header
                 start += 4
             stop = start + length
-            if (
-                data[pos] == _FIN_TEXT
-                and second < 0x80
-                and length <= max_size
-                and self._fragment_opcode is None
-                and fast
-            ):
+            if fast and data[pos] == 0x81 and second < 0x80 and length <= max_size:
+                # FIN + TEXT, no RSV bit (not compressed), unmasked.
                 if stop > end:
                     break
                 payload = data[start:stop]
                 try:
-                    events.append(str(payload, "utf-8"))
+                    append(str(payload, "utf-8"))
                 except UnicodeDecodeError as exc:
                     self._invalid_utf8(exc, payload, now)
                     return
@@ -546,6 +540,7 @@ class ClientSession:
             pos = take
             if self._owed or self.state is not SessionState.OPEN:
                 return
+            fast = self._fast and self._fragment_opcode is None
         if pos < end:
             self._partial = bytearray(data[pos:])
 
