@@ -9,6 +9,7 @@ overflow policy, counted, and never stalls a fast one or the heartbeat.
 
 from __future__ import annotations
 
+import itertools
 import json
 from contextlib import AsyncExitStack
 from typing import Any
@@ -332,3 +333,54 @@ async def test_a_peer_flooding_pings_but_never_reading_cannot_grow_the_outbox(
     assert any(e.code == 1006 for e in events)  # a stuck peer is a lost peer
     # Pongs for at most the outbox limit plus a read (64 KiB of pings) were queued.
     assert written * 6000 <= OUTBOX_LIMIT + 6 * 64 * 1024
+
+
+async def test_a_large_replay_goes_out_a_slice_at_a_time(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5,000 persisted subscriptions replay in order, a slice at a time.
+
+    Other tasks run between two slices: the writer never holds the event loop
+    for the whole set.
+    """
+    from trio_ws_bus._connection import REPLAY_SLICE
+    from trio_ws_bus._session import ClientSession
+
+    n = 5_000
+    turns = 0
+    slices: list[tuple[int, int]] = []  # (requests, the ticker's turns by then)
+    send_requests = ClientSession.send_requests
+
+    def recording(self: ClientSession, requests: Any) -> None:
+        requests = list(requests)
+        slices.append((len(requests), turns))
+        send_requests(self, requests)
+
+    monkeypatch.setattr(ClientSession, "send_requests", recording)
+
+    async def ticker() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await trio.lowlevel.checkpoint()
+
+    async with open_reference_server(listen=False) as server:
+        async with manager_on(server, autoconnect=False) as (manager, _):
+            for i in range(n):
+                manager.subscribe("device", f"d{i:05d}")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ticker)
+                manager.connect()
+                await server.wait_until(
+                    lambda s: (
+                        len(s.connections) == 1
+                        and len(s.connections[0].subscriptions) == n
+                    )
+                )
+                nursery.cancel_scope.cancel()
+            keys = server.connections[0].subscriptions
+            assert keys == [("device", f"d{i:05d}") for i in range(n)]
+    assert sum(size for size, _ in slices) == n
+    assert max(size for size, _ in slices) == REPLAY_SLICE
+    seen = [turn for _, turn in slices]
+    assert all(later > earlier for earlier, later in itertools.pairwise(seen))

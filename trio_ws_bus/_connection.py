@@ -52,8 +52,9 @@ __all__ = ["OUTBOX_LIMIT", "RECEIVE_SIZE", "REPLAY_SLICE", "Connection"]
 RECEIVE_SIZE: Final = 64 * 1024
 #: The reader waits for the writer while more than this many bytes are queued.
 OUTBOX_LIMIT: Final = 256 * 1024
-#: Subscription requests queued per turn of the writer (about 1 ms of work).
-REPLAY_SLICE: Final = 256
+#: Subscription requests queued per turn of the writer: encoding and framing
+#: one costs 4-9 us here, so a turn stays around a millisecond.
+REPLAY_SLICE: Final = 128
 
 _STREAM_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 

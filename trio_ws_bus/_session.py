@@ -14,14 +14,16 @@ path**. While the connection is open and no fragmented message is in
 progress, a complete, final, unmasked, uncompressed text frame no larger than
 ``max_message_size`` is taken straight from the read buffer (about 0.9 us
 instead of 4.7 us per telemetry message). To keep websockets' parser in step,
-the session finds every frame boundary itself and hands websockets whole
-frames, one at a time (a frame it cannot see the end of yet is handed over as
-it arrives, and the session counts how much of it websockets still expects),
-acting on each before the next: so nothing after a frame that fails the
-connection is acted on, however the bytes were cut. A Hypothesis property
-(``tests/test_fast_path.py``) checks that the session with and without the
-fast path gives the same events, bytes out and outcome for any server byte
-stream cut anywhere.
+the session finds every frame boundary itself and hands websockets the other
+frames in runs: the consecutive frames up to the next one the fast path
+takes, as far as they have arrived (one call per read for a compressed
+stream). A frame it cannot see the end of yet is handed over as it arrives,
+and the session counts how much of it websockets still expects. A text
+message that is not UTF-8 is refused once websockets has parsed what came
+with it in the same read, as it would have without the fast path. A
+Hypothesis property (``tests/test_fast_path.py``) checks that the session
+with and without the fast path gives the same events, bytes out and outcome
+for any server byte stream cut anywhere.
 
 Rules, by state:
 
@@ -289,6 +291,11 @@ class ClientSession:
         self._fast = fast_path and not logger.isEnabledFor(logging.DEBUG)
         self._partial = bytearray()
         self._owed = 0
+        # A text message found not to be UTF-8, refused once websockets has
+        # parsed what came with it (see _refuse_text).
+        self._bad_text: (
+            tuple[UnicodeDecodeError, bytes | bytearray | memoryview] | None
+        ) = None
         self._protocol = ClientProtocol(
             parse_uri(url),
             origin=None if options.origin is None else Origin(options.origin),
@@ -338,7 +345,7 @@ class ClientSession:
             return []
         if self._partial:  # an incomplete frame: websockets judges it
             partial, self._partial = self._partial, bytearray()
-            self._feed(partial, now)
+            self._feed_all(partial, now)
         if self.outcome is None:
             self._protocol.receive_eof()
             self._process(now)
@@ -477,19 +484,37 @@ class ClientSession:
         elif state is SessionState.CLOSING:
             if self._partial:  # held back while open
                 data, self._partial = self._partial + data, bytearray()
-            self._feed(data, now)
+            self._feed_all(data, now)
 
     def _feed(self, data: bytes | bytearray | memoryview, now: float) -> None:
-        """Hand bytes to websockets and act on the frames it parsed."""
+        """Hand bytes to websockets and act on the frames it parsed.
+
+        A text message that is not UTF-8 stops the acting (``_bad_text``); the
+        caller refuses it once websockets has seen what came with it.
+        """
         self._protocol.receive_data(data if type(data) is bytes else bytes(data))
         self._process(now)
 
+    def _feed_all(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """:meth:`_feed`, then refuse a text message that was not UTF-8."""
+        self._feed(data, now)
+        if self._bad_text is not None:
+            self._refuse_text(b"", now)
+
     def _split(self, data: bytes | bytearray | memoryview, now: float) -> None:
-        """Find frame boundaries: take plain text frames, hand the rest over."""
+        """Find frame boundaries: take plain text frames, hand the rest over.
+
+        The frames the fast path does not take go to websockets in runs, one
+        call per run of consecutive frames (as many as have arrived), so a
+        compressed stream costs one call per read, not one per frame.
+        """
         owed = self._owed
         if owed:  # the rest of a frame websockets has begun
             self._owed = max(owed - len(data), 0)
             self._feed(data[:owed], now)
+            if self._bad_text is not None:
+                self._refuse_text(data[owed:], now)
+                return
             if self._owed or self.state is not SessionState.OPEN:
                 return
             data = data[owed:]
@@ -503,46 +528,93 @@ class ClientSession:
         # only a frame handed to websockets can change that.
         fast = self._fast and self._fragment_opcode is None
         pos = 0
-        while end - pos >= 2:
+        while (bounds := _frame_bounds(data, pos, end)) is not None:
+            start, stop = bounds
             second = data[pos + 1]
-            length = second & 0x7F
-            if length < 126:
-                start = pos + 2
-            elif length == 126:
-                start = pos + 4
-                if start > end:
-                    break
-                length = (data[pos + 2] << 8) | data[pos + 3]
-            else:
-                start = pos + 10
-                if start > end:
-                    break
-                length = int.from_bytes(data[pos + 2 : start], "big")
-            if second & 0x80:  # masked: websockets refuses it at the header
-                start += 4
-            stop = start + length
-            if fast and data[pos] == 0x81 and second < 0x80 and length <= max_size:
-                # FIN + TEXT, no RSV bit (not compressed), unmasked.
+            if (
+                fast
+                and data[pos] == 0x81  # FIN + TEXT, no RSV bit: not compressed
+                and second < 0x80  # unmasked
+                and stop - start <= max_size
+            ):
                 if stop > end:
                     break
                 payload = data[start:stop]
                 try:
                     append(str(payload, "utf-8"))
                 except UnicodeDecodeError as exc:
-                    self._invalid_utf8(exc, payload, now)
+                    self._bad_text = (exc, payload)
+                    self._refuse_text(data[pos:], now)
                     return
                 pos = stop
                 continue
-            # Everything else is websockets': whole, or as much as has arrived.
-            take = min(stop, end)
-            self._owed = stop - take
-            self._feed(data[pos:take], now)
-            pos = take
+            # Everything else is websockets', a run of frames at a time.
+            run_end, self._owed = self._run(data, pos, end)
+            self._feed(data[pos:run_end], now)
+            if self._bad_text is not None:
+                self._refuse_text(data[run_end:], now)
+                return
+            pos = run_end
             if self._owed or self.state is not SessionState.OPEN:
                 return
             fast = self._fast and self._fragment_opcode is None
         if pos < end:
             self._partial = bytearray(data[pos:])
+
+    def _run(
+        self, data: bytes | bytearray | memoryview, pos: int, end: int
+    ) -> tuple[int, int]:
+        """Where the frames for websockets from ``pos`` end, and bytes still owed.
+
+        The run goes on to the first frame the fast path would take (none when
+        it is off), or to the end of ``data``; a frame cut by the end is
+        handed over as far as it came (the rest owed), one whose header is cut
+        waits in ``_partial``.
+        """
+        fast = self._fast
+        max_size = self._max_size
+        fragmented = self._fragment_opcode is not None
+        first = True
+        while (bounds := _frame_bounds(data, pos, end)) is not None:
+            start, stop = bounds
+            head = data[pos]
+            if (
+                not first
+                and fast
+                and not fragmented
+                and head == 0x81
+                and data[pos + 1] < 0x80
+                and stop - start <= max_size
+            ):
+                return pos, 0
+            first = False
+            opcode = head & 0x0F
+            if opcode in (1, 2):  # TEXT, BINARY: a message begins
+                fragmented = not head & 0x80
+            elif opcode == 0 and head & 0x80:  # the final continuation
+                fragmented = False
+            if stop > end:
+                return end, stop - end
+            pos = stop
+        return pos, 0
+
+    def _refuse_text(self, rest: bytes | bytearray | memoryview, now: float) -> None:
+        """Refuse a text message that is not UTF-8: 1007, counted.
+
+        websockets first parses ``rest``, what was received after it in the
+        same call, as it would have without the fast path (pongs it owes are
+        queued), so both paths act the same however the bytes were cut.
+        """
+        assert self._bad_text is not None
+        exc, data = self._bad_text
+        self._bad_text = None
+        if rest:
+            self._protocol.receive_data(bytes(rest))
+            self._protocol.events_received()
+        why = f"invalid UTF-8 at byte {exc.start}"
+        self._events.append(MessageRejected(why, bytes(data)))
+        self._protocol.fail(1007, why)
+        self._finish_failed(now)
 
     def _process(self, now: float) -> None:
         protocol = self._protocol
@@ -551,7 +623,7 @@ class ClientSession:
                 self._frame(event, now)
             elif isinstance(event, Response):
                 self._answer(event, now)
-            if self.state is SessionState.FINISHED:
+            if self.state is SessionState.FINISHED or self._bad_text is not None:
                 return
         if self.state is SessionState.CONNECTING:
             if protocol.handshake_exc is not None:
@@ -566,7 +638,7 @@ class ClientSession:
         opcode = frame.opcode
         if frame.fin and self._fragment_opcode is None:
             if opcode is Opcode.TEXT:
-                self._text(frame.data, now)
+                self._text(frame.data)
                 return
             if opcode is Opcode.BINARY:
                 self._events.append(bytes(frame.data))
@@ -581,7 +653,7 @@ class ClientSession:
                 first, self._fragment_opcode = self._fragment_opcode, None
                 self._fragments = []
                 if first is Opcode.TEXT:
-                    self._text(data, now)
+                    self._text(data)
                 else:
                     self._events.append(data)
         elif opcode is Opcode.PONG:
@@ -591,22 +663,11 @@ class ClientSession:
             assert close is not None
             self._finish_closed(close.code, close.reason, now)
 
-    def _text(self, data: bytes | bytearray | memoryview, now: float) -> None:
+    def _text(self, data: bytes | bytearray | memoryview) -> None:
         try:
             self._events.append(str(data, "utf-8"))
         except UnicodeDecodeError as exc:
-            self._invalid_utf8(exc, data, now)
-
-    def _invalid_utf8(
-        self,
-        exc: UnicodeDecodeError,
-        data: bytes | bytearray | memoryview,
-        now: float,
-    ) -> None:
-        why = f"invalid UTF-8 at byte {exc.start}"
-        self._events.append(MessageRejected(why, bytes(data)))
-        self._protocol.fail(1007, why)
-        self._finish_failed(now)
+            self._bad_text = (exc, data)  # refused by the caller (see _feed)
 
     # --- internals: the handshake answer ----------------------------------------
 
@@ -732,6 +793,34 @@ class ClientSession:
         self.outcome = failure
         self._partial = bytearray()
         self._events.append(Finished(failure))
+
+
+def _frame_bounds(
+    data: bytes | bytearray | memoryview, pos: int, end: int
+) -> tuple[int, int] | None:
+    """Where the payload of the frame at ``pos`` starts and stops.
+
+    The stop may lie beyond ``end``; ``None`` if the header is not all there.
+    """
+    if end - pos < 2:
+        return None
+    second = data[pos + 1]
+    length = second & 0x7F
+    if length < 126:
+        start = pos + 2
+    elif length == 126:
+        start = pos + 4
+        if start > end:
+            return None
+        length = (data[pos + 2] << 8) | data[pos + 3]
+    else:
+        start = pos + 10
+        if start > end:
+            return None
+        length = int.from_bytes(data[pos + 2 : start], "big")
+    if second & 0x80:  # masked (websockets refuses it at the header)
+        start += 4
+    return start, start + length
 
 
 def _closed_during_handshake() -> ConnectionFailure:
