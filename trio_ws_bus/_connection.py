@@ -172,19 +172,19 @@ class Connection:
             if type(event) is str:
                 text(event, now)
             else:
-                self._route_other(event, now, handshake)
+                self._route_one(event, now, handshake)
             if wait and bus.congested:  # 0: never wait, never yield (0.2.0)
                 try:
-                    await bus.drain(self._subscriber_wait)
+                    await bus.drain(wait)
                 except trio.Cancelled:
                     # The connection is ending: what was read is still routed
                     # (subscribers' overflow policies apply).
                     for rest in events:
-                        self._route_other(rest, now, handshake)
+                        self._route_one(rest, now, handshake)
                     raise
                 now = trio.current_time()
 
-    def _route_other(
+    def _route_one(
         self, event: SessionEvent, now: float, handshake: trio.CancelScope
     ) -> None:
         if type(event) is str:
