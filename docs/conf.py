@@ -168,7 +168,7 @@ nitpick_ignore += [
 ]
 nitpick_ignore_regex = [
     # Type variables of generic classes (Subscription[_T_co], Topic[_P]).
-    (r"py:.*", r"(trio_ws_bus\._bus\.)?(_T(_co)?|_P)"),
+    (r"py:.*", r"(trio_ws_bus\._(bus|subscription)\.)?(_T(_co)?|_P)"),
 ]
 
 html_theme = "alabaster"
