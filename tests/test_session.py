@@ -575,7 +575,7 @@ def sub(action: str, kind: str, device_id: str | None = None) -> str:
     )
 
 
-def test_flush_subscriptions_replays_then_sends_only_changes() -> None:
+def test_the_ledger_is_replayed_after_open_then_only_changes_go_out() -> None:
     """After open the ledger is replayed in order; later only changes go out."""
     peer = Peer(Client(HandshakeOptions(compression="deflate")))
     ledger, client = peer.client.ledger, peer.client
@@ -599,7 +599,7 @@ def test_flush_subscriptions_replays_then_sends_only_changes() -> None:
     assert ledger.pending() == []
 
 
-def test_flush_subscriptions_after_finish_sends_nothing() -> None:
+def test_requests_after_finish_stay_pending_and_nothing_is_written() -> None:
     """Once FINISHED, pending requests stay pending and nothing is written."""
     client = opened()
     client.session.connection_lost(1.0)
