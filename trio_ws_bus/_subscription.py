@@ -37,10 +37,9 @@ Rules:
 from __future__ import annotations
 
 import enum
-from abc import ABCMeta
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final, NoReturn, TypeVar, final
+from typing import Any, Final, TypeVar, final
 
 import outcome
 import trio
@@ -56,6 +55,7 @@ from trio.lowlevel import (
 )
 
 from ._errors import SubscriberLagged
+from ._util import NoPublicConstructor
 
 __all__ = [
     "DEFAULT_MAX_BUFFER",
@@ -65,7 +65,6 @@ __all__ = [
     "Subscription",
 ]
 
-_T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)
 
 DEFAULT_MAX_BUFFER: Final = 256
@@ -160,20 +159,8 @@ class Backlog:
         return len(lagging)
 
 
-class _NoPublicConstructor(ABCMeta):
-    """Metaclass of classes only the library may instantiate (``_create``)."""
-
-    def __call__(cls, *args: object, **kwargs: object) -> NoReturn:
-        raise TypeError(
-            f"{cls.__module__}.{cls.__qualname__} has no public constructor"
-        )
-
-    def _create(cls: type[_T], *args: object, **kwargs: object) -> _T:
-        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
-
-
 @final
-class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=_NoPublicConstructor):
+class Subscription(trio.abc.ReceiveChannel[_T_co], metaclass=NoPublicConstructor):
     """One subscriber's own receive channel, made by `MessageBus.subscribe`.
 
     A `trio.abc.ReceiveChannel`: use ``async for``, ``await receive()``,

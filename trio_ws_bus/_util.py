@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from abc import ABCMeta
 from collections.abc import Iterator, Mapping
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 if sys.version_info >= (3, 11):
     from builtins import BaseExceptionGroup
@@ -13,10 +14,31 @@ else:  # pragma: no cover - depends on the Python version
 
 __all__ = [
     "BaseExceptionGroup",
+    "NoPublicConstructor",
     "fixup_module_metadata",
     "leaf_exceptions",
     "reraise_alone",
 ]
+
+_T = TypeVar("_T")
+
+
+class NoPublicConstructor(ABCMeta):
+    """Metaclass of classes only the library makes (trio's ``NoPublicConstructor``).
+
+    Calling the class raises ``TypeError``, naming the factory when the class
+    sets ``_made_by``; the library makes instances with ``cls._create(...)``.
+    """
+
+    def __call__(cls, *args: object, **kwargs: object) -> NoReturn:
+        made_by: str | None = getattr(cls, "_made_by", None)
+        hint = f"; use {made_by}" if made_by else ""
+        raise TypeError(
+            f"{cls.__module__}.{cls.__qualname__} has no public constructor{hint}"
+        )
+
+    def _create(cls: type[_T], *args: object, **kwargs: object) -> _T:
+        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
 
 
 def leaf_exceptions(
