@@ -34,6 +34,7 @@ EXPECTED = {
     "ErrorMessage",
     "FailureKind",
     "ManagerStatistics",
+    "NotAContextManager",
     "MessageBus",
     "Overflow",
     "ProtocolError",

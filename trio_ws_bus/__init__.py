@@ -37,6 +37,7 @@ from ._events import (
 )
 from ._manager import (
     ManagerStatistics as ManagerStatistics,
+    NotAContextManager as NotAContextManager,
     WebSocketManager as WebSocketManager,
     open_websocket_manager as open_websocket_manager,
 )
@@ -122,6 +123,7 @@ __all__ = [
     "InvalidItem",
     "ManagerStatistics",
     "MessageBus",
+    "NotAContextManager",
     "Overflow",
     "ProtocolError",
     "ProxyError",

@@ -1,45 +1,44 @@
-"""The connection manager: the public face and the session loop.
+"""The connection manager: the public face and the loop that performs its steps.
 
-One task (the *session loop*) owns every connection attempt; the public
-methods only change state and wake it. Its phase is explicit (:class:`Phase`).
+The lifecycle (``_lifecycle.py``, a pure state machine) decides; this module
+does what it decides. One task, the *session loop*, owns every connection
+attempt; the public methods only feed the lifecycle and carry out the
+commands it returns, which never block.
 
-Rules of the connection task (read before changing ``_session``):
+Rules of the connection task (read before changing ``_run``):
 
-* ``IDLE --connect()--> ATTEMPTING --handshake--> CONNECTED``.
-* ``ATTEMPTING`` is one attempt: token call, transport (TCP/TLS/proxy), opening
-  handshake, all by one deadline, ``open_timeout`` after it started. The
-  token is fetched again for every attempt; no token at all goes
-  ``GAVE_UP`` at once (the browser client's behaviour).
-* A failed attempt or a lost connection publishes what happened, asks the
-  retry policy and the budget (``_reconnect.RetryBudget``): a retry waits
-  ``BACKOFF`` (``connect()`` cuts the wait short) and makes a new attempt;
-  a give-up goes ``GAVE_UP``: receives on the manager's subscriptions with
-  nothing buffered raise :exc:`ConnectionGaveUp` until ``connect()``.
-* The state changes *before* an event is published, so a handler that calls
-  ``connect()`` on the give-up event starts a new session.
-* ``disconnect()`` ends the session from any phase and goes ``IDLE`` with the
-  budget reset: an open connection first closes with 1000 "Client disconnect"
-  (bounded by ``close_timeout``); otherwise the session's scope is cancelled.
+* The loop waits while the lifecycle is ``IDLE`` or ``GAVE_UP``; otherwise it
+  runs one *session* in its own cancel scope: attempts and backoff waits,
+  until the lifecycle is ``STOPPING``, ``CLOSING`` or ``GAVE_UP``, then
+  ``finished``.
+* One attempt (``_attempt``): token call, transport (TCP/TLS/proxy), opening
+  handshake, all by one deadline, ``open_timeout`` after it started; the
+  token is fetched again for every attempt.
+* Every step is performed the same way: the lifecycle's phase has already
+  changed, its commands run, then its events are published. So a handler
+  that calls ``connect()`` on the give-up event starts a new session.
+* ``disconnect()`` closes an open connection with 1000 "Client disconnect"
+  (bounded by ``close_timeout``), or cancels the session's scope.
 * The loop runs shielded: cancelling the code around the manager's context
   does not cut the intentional close short; the context's exit ends the loop
-  once ``disconnect()`` is done. ``CLOSED`` is final.
+  once ``disconnect()`` is done, and ``closed`` ends the subscriptions the
+  manager handed out. ``CLOSED`` is final.
 * Only the pump (``_connection.py``) touches the network, and reports back
-  through its return value and the session's callbacks.
+  through its return value and ``on_open``.
 """
 
 from __future__ import annotations
 
-import enum
-import inspect
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, ClassVar, Final, NoReturn
 
 import attrs
 import trio
 
+from ._attempt import fetch_token, new_session, open_stream
 from ._backoff import Backoff
 from ._bus import (
     ALERTS_TOPIC,
@@ -52,6 +51,7 @@ from ._bus import (
 from ._connection import Connection
 from ._errors import ConnectionGaveUp
 from ._events import ConnectionEvent, ConnectionStatus
+from ._lifecycle import Command, Lifecycle, Phase, Step
 from ._logs import get_logger
 from ._protocol import Alert, SubscriptionKind, Telemetry
 from ._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
@@ -77,14 +77,14 @@ from ._settings import (
     TokenLocation,
     TokenProvider,
     make_settings,
-    token_problem,
 )
-from ._transport import Transport, failure_from_os_error
+from ._transport import Transport
 from ._url import redact_url, resolve_target
-from ._util import BaseExceptionGroup, reraise_alone
+from ._util import BaseExceptionGroup, NoPublicConstructor, reraise_alone
 
 __all__ = [
     "ManagerStatistics",
+    "NotAContextManager",
     "WebSocketManager",
     "open_websocket_manager",
 ]
@@ -96,21 +96,7 @@ logger = get_logger("trio_ws_bus.manager")
 _wire_logger = get_logger("trio_ws_bus.wire")
 _wire_logger.setLevel(logging.INFO)
 
-_NO_TOKEN_MESSAGE: Final = "No auth token"
-_CLIENT_CLOSE: Final = ConnectionEvent(
-    ConnectionStatus.DISCONNECTED, code=1000, reason="Client disconnect"
-)
-
-
-class Phase(enum.Enum):
-    """Where the session loop is (see the module rules)."""
-
-    IDLE = "idle"
-    ATTEMPTING = "attempting"
-    CONNECTED = "connected"
-    BACKOFF = "backoff"
-    GAVE_UP = "gave_up"
-    CLOSED = "closed"
+_CLOSED_MESSAGE: Final = "the manager's context has exited"
 
 
 @attrs.frozen
@@ -158,7 +144,7 @@ class ManagerStatistics:
     compression: str | None = None
 
 
-class WebSocketManager:
+class WebSocketManager(metaclass=NoPublicConstructor):
     """Keeps one WebSocket connection alive and routes its messages to a bus.
 
     Made by :func:`open_websocket_manager`, which owns the connection task. The
@@ -167,41 +153,32 @@ class WebSocketManager:
     and never block: the connection task does the I/O.
     """
 
+    _made_by: ClassVar[str] = "trio_ws_bus.open_websocket_manager(url, token=...)"
+
     def __init__(
         self,
-        _private: object,
         *,
         settings: Settings,
         bus: MessageBus,
         backoff: Backoff,
         retry_policy: RetryPolicy,
     ) -> None:
-        if _private is not _PRIVATE:
-            raise TypeError(
-                "use trio_ws_bus.open_websocket_manager() to make a WebSocketManager"
-            )
         self.bus: MessageBus = bus
         """The bus the manager publishes to."""
         self._settings = settings
-        self._budget = RetryBudget(backoff, retry_policy)
+        self._life = Lifecycle(RetryBudget(backoff, retry_policy))
         self._ledger = SubscriptionLedger()
-        self._attempts = 0
-        self._connections = 0
         self._redact = Redactor()
         self._counters = MessageCounters()
         self._router = Router(bus.publish, self._counters, self._redact, logger)
-        self._phase = Phase.IDLE
         self._status = ConnectionStatus.DISCONNECTED
-        self._gave_up: str | None = None
-        self._wanted = False  # connect() sets it; disconnect() and giving up clear it
-        self._generation = 0  # bumped by disconnect(): a session acts while it owns it
+        self._watched: set[Subscription[Any]] = set()
+        # Carried by the session loop while it runs; the commands act on them.
         self._session_scope: trio.CancelScope | None = None
         self._connection: Connection | None = None
         self._last_session: ClientSession | None = None
-        self._closing_on_purpose = False
-        self._watched: set[Subscription[Any]] = set()
-        self._wake = trio.Event()
-        self._state_changed = trio.Event()
+        self._retry_now = trio.Event()
+        self._changed = trio.Event()
         self._run_scope = trio.CancelScope()
 
     # --- public API ---------------------------------------------------------
@@ -216,15 +193,8 @@ class WebSocketManager:
         Raises:
             trio.ClosedResourceError: If the manager's context has exited.
         """
-        if self._phase is Phase.CLOSED:
-            raise trio.ClosedResourceError("the manager's context has exited")
-        self._wake.set()
-        if self._wanted:
-            return
-        self._wanted = True
-        self._gave_up = None
-        for subscription in self._watched:
-            subscription._set_interrupt(None)
+        self._refuse_if_closed()
+        self._perform(self._life.connect())
 
     def disconnect(self) -> None:
         """Close on purpose: no reconnect until :meth:`connect`.
@@ -234,20 +204,17 @@ class WebSocketManager:
         1000 "Client disconnect". Persisted subscriptions are kept for the
         next :meth:`connect`.
         """
-        self._wanted = False
-        self._generation += 1
-        self._budget.reset()
-        connection = self._connection
-        state = connection.session.state if connection is not None else None
-        if state is SessionState.OPEN:
-            assert connection is not None
-            self._closing_on_purpose = True
-            connection.request_close()
-        elif state is not SessionState.CLOSING and self._session_scope is not None:
-            self._session_scope.cancel()
+        self._perform(self._life.disconnect())
 
-    def subscribe(self, kind: SubscriptionKind, device_id: str | None = None) -> None:
+    def subscribe(
+        self, kind: SubscriptionKind, device_id: str | None = None
+    ) -> NotAContextManager:
         """Persist a server subscription and send it now or on the next connect.
+
+        Not a context manager: for a subscription that lasts as long as a
+        block, with its messages, use :meth:`alerts` or :meth:`telemetry`.
+        ``async with manager.subscribe(...)`` raises ``TypeError`` saying so,
+        and leaves nothing subscribed by that call.
 
         Args:
             kind: ``"alerts"`` or ``"device"``.
@@ -255,9 +222,16 @@ class WebSocketManager:
 
         Raises:
             ValueError: For an unknown kind or a missing or extra device id.
+            trio.ClosedResourceError: If the manager's context has exited.
         """
-        self._ledger.pin(_subscription_key(kind, device_id))
+        key = _subscription_key(kind, device_id)
+        self._refuse_if_closed()
+        if not self._ledger.pin(key):
+            return NotAContextManager(lambda: None)
         self._flush()
+        # Used as ``async with`` no checkpoint has passed yet: undoing the pin
+        # leaves the server untold.
+        return NotAContextManager(lambda: self.unsubscribe(kind, device_id))
 
     def unsubscribe(self, kind: SubscriptionKind, device_id: str | None = None) -> None:
         """Forget a subscription made with :meth:`subscribe`; tell the server.
@@ -278,8 +252,8 @@ class WebSocketManager:
 
     @property
     def is_connected(self) -> bool:
-        """Whether a connection is open right now."""
-        return self._phase is Phase.CONNECTED
+        """Whether a connection is open right now (not while it closes)."""
+        return self._life.phase is Phase.CONNECTED
 
     @property
     def status(self) -> ConnectionStatus:
@@ -297,16 +271,14 @@ class WebSocketManager:
                 (before or while waiting).
         """
         while True:
-            if self._phase is Phase.CLOSED:
+            state = self._life.state
+            if state.phase in (Phase.CONNECTED, Phase.CLOSED, Phase.GAVE_UP):
                 await trio.lowlevel.checkpoint()
-                raise trio.ClosedResourceError("the manager's context has exited")
-            if self._phase is Phase.CONNECTED:
-                await trio.lowlevel.checkpoint()
+                self._refuse_if_closed()
+                if state.gave_up is not None:
+                    raise ConnectionGaveUp(state.gave_up)
                 return
-            if self._gave_up is not None:
-                await trio.lowlevel.checkpoint()
-                raise ConnectionGaveUp(self._gave_up)
-            await self._state_changed.wait()
+            await self._changed.wait()
 
     @asynccontextmanager
     async def alerts(
@@ -321,7 +293,14 @@ class WebSocketManager:
         subscribing is missed; the server subscription is reference counted and
         unsubscribed when the last user leaves. Each received item is a
         ``tuple[Alert, ...]``. While the manager has given up, a receive with
-        nothing buffered raises :exc:`ConnectionGaveUp`.
+        nothing buffered raises :exc:`ConnectionGaveUp`. When the manager's
+        context exits, the subscription ends: ``async for`` stops once what is
+        buffered has been delivered, and ``receive()`` raises
+        `trio.EndOfChannel`.
+
+        Raises:
+            trio.ClosedResourceError: If the manager's context has exited
+                (nothing is subscribed then).
         """
         async with self._topic_subscription(
             ALERTS_TOPIC, ("alerts", None), max_buffer, overflow
@@ -338,7 +317,8 @@ class WebSocketManager:
     ) -> AsyncIterator[Subscription[Telemetry]]:
         """Subscribe to one device's telemetry; items are :class:`Telemetry`.
 
-        Works like :meth:`alerts`, for ``telemetry_topic(device_id)``.
+        Works like :meth:`alerts` (it ends, and refuses, the same way), for
+        ``telemetry_topic(device_id)``.
         """
         key = _subscription_key("device", device_id)
         async with self._topic_subscription(
@@ -348,16 +328,16 @@ class WebSocketManager:
 
     def statistics(self) -> ManagerStatistics:
         """Return a snapshot of counters and state."""
-        c = self._counters
-        if self._phase is Phase.CONNECTED:
-            self._budget.settle(trio.current_time())
+        c, life = self._counters, self._life
+        if life.phase is Phase.CONNECTED:
+            life.budget.settle(trio.current_time())
         session = self._last_session
         return ManagerStatistics(
             status=self._status,
-            attempts=self._attempts,
-            connections=self._connections,
-            reconnects=max(self._connections - 1, 0),
-            retries_used=self._budget.retries_used,
+            attempts=life.attempts,
+            connections=life.connections,
+            reconnects=max(life.connections - 1, 0),
+            retries_used=life.budget.retries_used,
             messages_received=c.messages_received,
             alerts_messages=c.alerts_messages,
             telemetry_messages=c.telemetry_messages,
@@ -386,6 +366,7 @@ class WebSocketManager:
         max_buffer: int | None,
         overflow: Overflow,
     ) -> AsyncIterator[Subscription[Any]]:
+        self._refuse_if_closed()
         options: dict[str, Any] = {"overflow": overflow}
         if max_buffer is not None:
             options["max_buffer"] = max_buffer
@@ -393,8 +374,7 @@ class WebSocketManager:
             self._ledger.acquire(key)
             self._flush()
             self._watched.add(subscription)
-            if self._gave_up is not None:
-                subscription._set_interrupt(self._gave_up_error())
+            self._interrupt_if_gave_up(subscription)
             try:
                 yield subscription
             finally:
@@ -405,6 +385,56 @@ class WebSocketManager:
     def _flush(self) -> None:
         if self._connection is not None:
             self._connection.request_flush()
+
+    def _refuse_if_closed(self) -> None:
+        if self._life.phase is Phase.CLOSED:
+            raise trio.ClosedResourceError(_CLOSED_MESSAGE)
+
+    def _interrupt_if_gave_up(self, subscription: Subscription[Any]) -> None:
+        reason = self._life.state.gave_up
+        if reason is not None:
+            subscription._set_interrupt(lambda: ConnectionGaveUp(reason))
+
+    # --- performing the lifecycle's steps -----------------------------------
+
+    def _perform(self, step: Step) -> None:
+        """Carry out a step: its commands, then its events (see the rules)."""
+        for command in step.commands:
+            self._carry_out(command)
+        self._changed.set()  # wake wait_connected() and the idle loop
+        self._changed = trio.Event()
+        for event in step.events:
+            self._publish(event)
+
+    def _carry_out(self, command: Command) -> None:
+        if command is Command.RETRY_NOW:
+            self._retry_now.set()
+        elif command is Command.CLOSE_CONNECTION:
+            connection = self._connection
+            state = connection.session.state if connection is not None else None
+            if connection is not None and state is SessionState.OPEN:
+                connection.request_close()
+            elif state is not SessionState.CLOSING:
+                self._carry_out(Command.CANCEL_SESSION)
+        elif command is Command.CANCEL_SESSION:
+            if self._session_scope is not None:
+                self._session_scope.cancel()
+        elif command is Command.END_SUBSCRIPTIONS:
+            for subscription in self._watched:
+                subscription._end()
+        elif command is Command.INTERRUPT_SUBSCRIPTIONS:
+            for subscription in self._watched:
+                self._interrupt_if_gave_up(subscription)
+        else:
+            assert command is Command.REARM_SUBSCRIPTIONS
+            for subscription in self._watched:
+                subscription._set_interrupt(None)
+
+    def _publish(self, event: ConnectionEvent) -> None:
+        if event.reason is not None:  # the server's words
+            event = attrs.evolve(event, reason=self._redact(event.reason))
+        self._status = event.status
+        self.bus.publish(CONNECTION_TOPIC, event)
 
     # --- the session loop ---------------------------------------------------
 
@@ -418,128 +448,67 @@ class WebSocketManager:
             task_status.started()
             try:
                 while True:
-                    while not self._wanted:
-                        self._wake = trio.Event()
-                        await self._wake.wait()
-                    await self._run_session()
+                    if self._life.phase in (Phase.IDLE, Phase.GAVE_UP):
+                        await self._changed.wait()
+                    else:
+                        await self._run_session()
             finally:
-                self._enter(Phase.CLOSED)
+                self._perform(self._life.closed())
 
     async def _run_session(self) -> None:
-        generation = self._generation
-        self._budget.reset()
-        with trio.CancelScope() as self._session_scope:
-            try:
-                await self._session(generation)
-            finally:
-                self._session_scope = None
-        if generation != self._generation:  # disconnect() ended it
-            closed_on_purpose, self._closing_on_purpose = (
-                self._closing_on_purpose,
-                False,
-            )
-            self._enter(Phase.IDLE)
-            if closed_on_purpose:
-                self._publish(_CLIENT_CLOSE)
-            else:
-                self._publish(ConnectionEvent(ConnectionStatus.DISCONNECTED))
+        """Attempt and wait until the lifecycle stops, closes or gives up."""
+        try:
+            with trio.CancelScope() as self._session_scope:
+                while self._life.phase is Phase.CONNECTING:
+                    await self._attempt_and_wait()
+        finally:
+            self._session_scope = None
+        self._perform(self._life.finished())
 
-    async def _session(self, generation: int) -> None:
-        """Attempt until disconnected or giving up."""
-        while True:
-            failure = await self._attempt()
-            if generation != self._generation:
-                return
-            if failure is None:
-                self._give_up(_NO_TOKEN_MESSAGE)
-                return
-            self._enter(Phase.BACKOFF)
-            if failure.kind is FailureKind.CLOSED and failure.reason is not None:
-                # The server's close reason: the policy sees no token either.
-                failure = attrs.evolve(failure, reason=self._redact(failure.reason))
-            self._publish_failure(failure)
-            decision = self._budget.on_failure(failure, trio.current_time())
-            if decision.delay is None:
-                message = decision.give_up_message
-                assert message is not None
-                self._give_up(message)
-                return
-            logger.info(
-                "reconnecting in %.3g s (retry %d of %s)",
-                decision.delay,
-                decision.retry_count,
-                "unlimited"
-                if (limit := self._budget.backoff.max_retries) is None
-                else limit,
-                extra={
-                    "ws_bus_attempt": self._attempts,
-                    "ws_bus_status": "disconnected",
-                },
-            )
-            self._wake = trio.Event()
-            self._publish(
-                ConnectionEvent(
-                    ConnectionStatus.DISCONNECTED,
-                    retry_in=decision.delay,
-                    retry_count=decision.retry_count,
-                )
-            )
-            with trio.move_on_after(decision.delay):
-                await self._wake.wait()  # connect() tries at once
+    async def _attempt_and_wait(self) -> None:
+        failure = await self._attempt()
+        self._retry_now = trio.Event()  # connect() from a handler cuts the wait
+        if failure is None:
+            self._perform(self._life.no_token())
+            return
+        self._perform(self._life.failed(failure, trio.current_time()))
+        delay = self._life.state.retry_in
+        if delay is not None:
+            with trio.move_on_after(delay):
+                await self._retry_now.wait()
+            self._perform(self._life.waited())
 
     async def _attempt(self) -> ConnectionFailure | None:
         """Make one attempt; return how it ended, or None when there is no token."""
         settings = self._settings
-        self._attempts += 1
-        self._enter(Phase.ATTEMPTING)
         # open_timeout bounds the whole attempt: token call and handshake.
         deadline = trio.current_time() + settings.open_timeout
-        token = await self._fetch_token(deadline)
-        if isinstance(token, ConnectionFailure):
+        token = await fetch_token(settings, deadline)
+        if token is None or isinstance(token, ConnectionFailure):
             return token
-        if not token:
-            logger.warning("no auth token available; not connecting")
-            return None
-        unusable = token_problem(token, settings.token_location)
-        if unusable is not None:
-            logger.warning("%s", unusable)
-            return ConnectionFailure(FailureKind.INVALID_TOKEN, reason=unusable)
         self._redact.remember(token)
         in_header = settings.token_location == "header"
         target = resolve_target(
             settings.url, None if in_header else token, path=settings.path
         )
-        self._publish(ConnectionEvent(ConnectionStatus.CONNECTING))
+        self._perform(self._life.attempt_started())
         logger.debug(
             "connecting to %s",
             target.redacted_url,
-            extra={"ws_bus_attempt": self._attempts, "ws_bus_status": "connecting"},
+            extra={
+                "ws_bus_attempt": self._life.attempts,
+                "ws_bus_status": "connecting",
+            },
         )
-        try:
-            with trio.fail_at(deadline):
-                stream = await settings.transport.open_stream(
-                    target.host,
-                    target.port,
-                    ssl_context=settings.ssl_context if target.secure else None,
-                )
-        except trio.TooSlowError:
-            return ConnectionFailure(
-                FailureKind.TIMEOUT, reason="Opening handshake timed out"
-            )
-        except (OSError, trio.BrokenResourceError) as exc:
-            return failure_from_os_error(exc)
-        handshake = settings.handshake
-        if in_header:
-            handshake = attrs.evolve(handshake, bearer_token=token)
-        session = ClientSession(
-            target.url,
-            handshake,
+        stream = await open_stream(settings, target, deadline)
+        if isinstance(stream, ConnectionFailure):
+            return stream
+        session = new_session(
+            settings,
+            target,
+            token,
             now=trio.current_time(),
-            max_message_size=settings.max_message_size,
-            ping_interval=settings.ping_interval,
-            ping_timeout=settings.ping_timeout,
-            close_timeout=settings.close_timeout,
-            logger=_wire_logger,
+            wire_logger=_wire_logger,
         )
         self._last_session = session
         self._connection = Connection(
@@ -558,112 +527,54 @@ class WebSocketManager:
         finally:
             self._connection = None
             self._ledger.connection_lost()
+        if failure.kind is FailureKind.CLOSED and failure.reason is not None:
+            # The server's close reason: the policy sees no token either.
+            failure = attrs.evolve(failure, reason=self._redact(failure.reason))
         return failure
 
     def _on_open(self, opened: Opened) -> None:
         """The handshake succeeded (called by the pump, before any message)."""
-        now = trio.current_time()
-        self._connections += 1
-        self._budget.on_connected(now)
+        step = self._life.opened(trio.current_time())
+        if self._life.phase is not Phase.CONNECTED:
+            return  # disconnect() came first: the session is being cancelled
         self._ledger.connection_opened()
-        self._enter(Phase.CONNECTED)
         logger.info(
             "connected to %s",
             redact_url(self._settings.url),
-            extra={"ws_bus_attempt": self._attempts, "ws_bus_status": "connected"},
+            extra={"ws_bus_attempt": self._life.attempts, "ws_bus_status": "connected"},
         )
-        self._publish(ConnectionEvent(ConnectionStatus.CONNECTED))
-
-    async def _fetch_token(self, deadline: float) -> str | ConnectionFailure | None:
-        provider = self._settings.token
-        if isinstance(provider, str):
-            return provider
-        try:
-            with trio.fail_at(deadline):
-                token: object = provider()
-                if inspect.isawaitable(token):
-                    token = await token
-        except trio.TooSlowError:
-            reason = "Token provider timed out"
-        except Exception as exc:
-            # The exception's text may hold a token: only its type is shown.
-            reason = f"Token provider failed: {type(exc).__name__}"
-        else:
-            if token is None or isinstance(token, str):
-                return token
-            reason = f"Token provider returned {type(token).__name__}, not str"
-        logger.warning("%s", reason)
-        return ConnectionFailure(FailureKind.TOKEN_ERROR, reason=reason)
-
-    def _publish_failure(self, failure: ConnectionFailure) -> None:
-        """The browser's onerror + onclose pair for a failure."""
-        if failure.kind is FailureKind.CLOSED:
-            self._publish(
-                ConnectionEvent(
-                    ConnectionStatus.DISCONNECTED,
-                    code=failure.close_code,
-                    reason=failure.reason,
-                )
-            )
-            return
-        logger.warning(
-            "connection attempt failed: %s",
-            failure.reason,
-            extra={
-                "ws_bus_attempt": self._attempts,
-                "ws_bus_status": "error",
-                "ws_bus_status_code": failure.status_code,
-            },
-        )
-        self._publish(ConnectionEvent(ConnectionStatus.ERROR, message=failure.reason))
-        if failure.kind is not FailureKind.TOKEN_ERROR:
-            self._publish(ConnectionEvent(ConnectionStatus.DISCONNECTED, code=1006))
-
-    def _give_up(self, message: str) -> None:
-        logger.warning(
-            "giving up: %s",
-            message,
-            extra={"ws_bus_attempt": self._attempts, "ws_bus_status": "error"},
-        )
-        self._wanted = False
-        self._gave_up = message
-        self._enter(Phase.GAVE_UP)
-        for subscription in self._watched:
-            subscription._set_interrupt(self._gave_up_error())
-        self._publish(ConnectionEvent(ConnectionStatus.ERROR, message=message))
-
-    def _gave_up_error(self) -> Callable[[], BaseException]:
-        message = self._gave_up
-        assert message is not None
-        return lambda: ConnectionGaveUp(message)
-
-    # --- state --------------------------------------------------------------
-
-    def _enter(self, phase: Phase) -> None:
-        self._phase = phase
-        self._notify()
-
-    def _publish(self, event: ConnectionEvent) -> None:
-        if event.reason is not None:  # the server's words
-            event = attrs.evolve(event, reason=self._redact(event.reason))
-        self._status = event.status
-        self.bus.publish(CONNECTION_TOPIC, event)
-        self._notify()
-
-    def _notify(self) -> None:
-        """Wake every task waiting in wait_connected() or _shutdown()."""
-        self._state_changed.set()
-        self._state_changed = trio.Event()
+        self._perform(step)
 
     async def _shutdown(self) -> None:
         """Disconnect and wait, bounded, for the session loop to go idle."""
         self.disconnect()
         with trio.move_on_after(self._settings.close_timeout + 1.0):
             while self._session_scope is not None:
-                await self._state_changed.wait()
+                await self._changed.wait()
 
 
-_PRIVATE: Final = object()
+@attrs.frozen
+class NotAContextManager:
+    """What :meth:`WebSocketManager.subscribe` returns: nothing to use.
+
+    Only there to refuse ``async with manager.subscribe(...)`` clearly: it
+    undoes that call's subscription, then raises ``TypeError`` naming
+    :meth:`~WebSocketManager.alerts` and :meth:`~WebSocketManager.telemetry`.
+    """
+
+    _undo: Callable[[], None] = attrs.field(repr=False)
+
+    async def __aenter__(self) -> NoReturn:
+        self._undo()
+        raise TypeError(
+            "manager.subscribe() persists a server subscription and is not a"
+            " context manager; for a subscription that lasts as long as a block,"
+            " use 'async with manager.alerts()' or"
+            " 'async with manager.telemetry(device_id)'"
+        )
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Never reached: ``__aenter__`` always raises."""
 
 
 def _subscription_key(kind: SubscriptionKind, device_id: str | None) -> SubscriptionKey:
@@ -790,8 +701,7 @@ async def open_websocket_manager(
         trust_env=trust_env,
         subscriber_wait=subscriber_wait,
     )
-    manager = WebSocketManager(
-        _PRIVATE,
+    manager = WebSocketManager._create(
         settings=settings,
         bus=bus if bus is not None else MessageBus(),
         backoff=backoff if backoff is not None else Backoff(),

@@ -446,10 +446,16 @@ class SubscriptionLedger:
         """The persisted subscriptions, in the order they became wanted."""
         return list(self._wanted)
 
-    def pin(self, key: SubscriptionKey) -> None:
-        """Want ``key`` until :meth:`unpin` (explicit ``subscribe()``)."""
+    def pin(self, key: SubscriptionKey) -> bool:
+        """Want ``key`` until :meth:`unpin` (explicit ``subscribe()``).
+
+        Returns whether the pin is new (it was not pinned already).
+        """
+        if key in self._pinned:
+            return False
         self._pinned.add(key)
         self._refresh(key)
+        return True
 
     def unpin(self, key: SubscriptionKey) -> None:
         """Drop the pin on ``key``; it stays wanted while referenced."""
