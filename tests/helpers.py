@@ -1,25 +1,56 @@
-"""Helpers shared by the manager tests."""
+"""Helpers and constants shared by the tests (imported as ``helpers``)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from trio_ws_bus import (
     CONNECTION_TOPIC,
+    Backoff,
     ConnectionEvent,
     ConnectionFailure,
+    ConnectionStatus,
     MessageBus,
     RetryVerdict,
+    SubscriptionKey,
     WebSocketManager,
     default_retry_policy,
     open_websocket_manager,
 )
 from trio_ws_bus.testing import ReferenceServer
 
+#: The repository's root folder.
+ROOT = Path(__file__).resolve().parent.parent
+
 #: The memory transport ignores host and port; the URL still has to be valid.
 MEMORY_URL = "http://127.0.0.1:8080"
+
+#: Real seconds within which a scenario on the real clock (loopback sockets,
+#: TLS, proxies, raw HTTP servers) must end.
+SCENARIO_CAP = 10.0
+
+#: The timestamp of the telemetry readings the tests make up.
+TIMESTAMP = "2024-01-01T00:00:00Z"
+
+CONNECTING = ConnectionEvent(ConnectionStatus.CONNECTING)
+CONNECTED = ConnectionEvent(ConnectionStatus.CONNECTED)
+
+#: Attempt times of the default schedule: 0, then gaps of 1, 2, 4, 8, 16, 30... s.
+SEED_ATTEMPT_TIMES = list(itertools.accumulate([0.0, *Backoff().delays()]))
+
+#: A backoff that never retries: one attempt, then give up.
+NO_RETRY = Backoff(max_retries=0)
+
+#: The subscriptions the stateful tests pick from.
+SUBSCRIPTION_KEYS: list[SubscriptionKey] = [
+    ("alerts", None),
+    ("device", "d1"),
+    ("device", "d2"),
+]
 
 
 class SpyPolicy:

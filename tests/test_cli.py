@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from helpers import MEMORY_URL, ROOT, TIMESTAMP
 
 from trio_ws_bus import (
     CONNECTION_TOPIC,
@@ -72,13 +73,11 @@ from trio_ws_bus._secrets import Redactor, token_forms
 from trio_ws_bus.testing import make_alert, open_reference_server
 from trio_ws_bus.testing._feed import FeedModel, FeedSchedule, device_ids
 
-ROOT = Path(__file__).resolve().parent.parent
-MEMORY_URL = "http://127.0.0.1:8080"
 COMMAND = [sys.executable, "-m", "trio_ws_bus"]
 
 
 def telemetry(device_id: str = "device-1", **metrics: Any) -> Telemetry:
-    return Telemetry(device_id, "2024-01-01T00:00:00Z", metrics or {"rpm": 1200})
+    return Telemetry(device_id, TIMESTAMP, metrics or {"rpm": 1200})
 
 
 def alert(alert_id: int = 1, **fields: Any) -> Alert:

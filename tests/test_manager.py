@@ -15,7 +15,13 @@ import pytest
 import trio
 import trio.testing
 from conftest import TaskCensus
-from helpers import manager_on
+from helpers import (
+    CONNECTED,
+    CONNECTING,
+    SEED_ATTEMPT_TIMES,
+    TIMESTAMP,
+    manager_on,
+)
 
 from trio_ws_bus import (
     Alert,
@@ -33,12 +39,6 @@ from trio_ws_bus.testing import (
     make_alert,
     open_reference_server,
 )
-
-CONNECTING = ConnectionEvent(ConnectionStatus.CONNECTING)
-CONNECTED = ConnectionEvent(ConnectionStatus.CONNECTED)
-
-#: Attempt times of the seed schedule: 0, then 1, 2, 4, 8, 16 and 30 s gaps.
-SEED_ATTEMPT_TIMES = list(itertools.accumulate([0.0, *Backoff().delays()]))
 
 
 def token_recorder(server: ReferenceServer) -> tuple[list[float], object]:
@@ -436,7 +436,7 @@ async def test_telemetry_without_a_device_id_is_invalid_not_fatal(
         async with manager_on(server) as (manager, _):
             async with manager.telemetry("d1") as d1:
                 await server.wait_subscribed("device", "d1")
-                data = {"timestamp": "2024-01-01T00:00:00Z", "metrics": {}}
+                data = {"timestamp": TIMESTAMP, "metrics": {}}
                 empty = {"type": "telemetry", "device_id": "", "data": data}
                 await server.send_raw(json.dumps(empty))
                 await server.publish_telemetry("d1", {"ok": True})

@@ -5,7 +5,6 @@ Task bookkeeping, token recorders, event filters and log checks.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -16,19 +15,12 @@ from conftest import TaskCensus
 
 from trio_ws_bus import (
     CONNECTION_TOPIC,
-    Backoff,
     ConnectionEvent,
     ConnectionGaveUp,
     ConnectionStatus,
     WebSocketManager,
 )
 from trio_ws_bus.testing import ReferenceServer
-
-CONNECTING = ConnectionEvent(ConnectionStatus.CONNECTING)
-CONNECTED = ConnectionEvent(ConnectionStatus.CONNECTED)
-
-#: Attempt times of the default schedule: 0, then gaps of 1, 2, 4, 8, 16, 30... s.
-SEED_ATTEMPT_TIMES = list(itertools.accumulate([0.0, *Backoff().delays()]))
 
 #: The longest log line a scenario may produce (prefix, escaped text, suffix).
 LOG_LINE_LIMIT = 300

@@ -13,7 +13,6 @@ import pytest
 import trio
 import trio.testing
 from _fault_helpers import (
-    SEED_ATTEMPT_TIMES,
     TokenLog,
     errors,
     losses,
@@ -21,7 +20,7 @@ from _fault_helpers import (
     wait_given_up,
 )
 from conftest import TaskCensus
-from helpers import manager_on
+from helpers import SEED_ATTEMPT_TIMES, manager_on
 
 from trio_ws_bus import (
     Backoff,

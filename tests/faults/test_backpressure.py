@@ -21,13 +21,12 @@ import pytest
 import trio
 import trio.testing
 from conftest import TaskCensus
-from helpers import MEMORY_URL
+from helpers import CONNECTED, CONNECTING, MEMORY_URL, TIMESTAMP
 
 from trio_ws_bus import (
     ALERTS_TOPIC,
     CONNECTION_TOPIC,
     ConnectionEvent,
-    ConnectionStatus,
     MessageBus,
     Overflow,
     SubscriberLagged,
@@ -37,10 +36,6 @@ from trio_ws_bus import (
     telemetry_topic,
 )
 from trio_ws_bus.testing import ReferenceServer, make_alert, open_reference_server
-
-TIMESTAMP = "2024-01-01T00:00:00Z"
-CONNECTING = ConnectionEvent(ConnectionStatus.CONNECTING)
-CONNECTED = ConnectionEvent(ConnectionStatus.CONNECTED)
 
 Show = Callable[[object], None]
 """Receives every object a scenario could show a user (see the canary sweep)."""

@@ -37,7 +37,6 @@ if sys.version_info < (3, 11):  # pragma: no cover - depends on the Python versi
     from exceptiongroup import ExceptionGroup
 
 GIVE_UP_AT_ONCE = RetryRules(fatal_statuses={401, 503})
-GIVE_UP_MESSAGES = ("No auth token", "Max reconnection attempts reached")
 
 
 @pytest.mark.parametrize("cause", ["no token", "retries used up"])

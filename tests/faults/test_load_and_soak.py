@@ -28,7 +28,7 @@ import pytest
 import trio
 import trio.testing
 from conftest import TaskCensus
-from helpers import MEMORY_URL, manager_on
+from helpers import MEMORY_URL, TIMESTAMP, manager_on
 from test_backpressure import Progress, Show, ignore, within
 
 from trio_ws_bus import (
@@ -86,7 +86,7 @@ def telemetry_chunk() -> bytes:
                 {
                     "type": "telemetry",
                     "device_id": device,
-                    "data": {"timestamp": "2024-01-01T00:00:00Z", "metrics": {"n": n}},
+                    "data": {"timestamp": TIMESTAMP, "metrics": {"n": n}},
                 },
                 separators=(",", ":"),
             )

@@ -16,7 +16,6 @@ import pytest
 import trio
 import trio.testing
 from _fault_helpers import (
-    SEED_ATTEMPT_TIMES,
     TokenLog,
     assert_tidy_logs,
     errors,
@@ -27,7 +26,7 @@ from _fault_helpers import (
     wait_given_up,
 )
 from conftest import TaskCensus
-from helpers import manager_on
+from helpers import SCENARIO_CAP, SEED_ATTEMPT_TIMES, manager_on
 
 from trio_ws_bus import (
     ALERTS_TOPIC,
@@ -202,7 +201,7 @@ async def test_non_101_answer_is_a_counted_failed_attempt(
     """Statuses, junk, bad upgrades: classified, retried to the budget, no task left."""
     before = set(task_census.live)
     spy = PolicySpy()
-    with trio.fail_after(10):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(answer) as raw:
             async with open_websocket_manager(
                 raw.url, token="tok-123", backoff=FAST, retry_policy=spy
@@ -248,7 +247,7 @@ async def test_policy_rules_stop_on_fatal_answers(
     policy = RetryRules(
         fatal_statuses={400, 401, 403, 404}, fatal_kinds={FailureKind.PROTOCOL_ERROR}
     )
-    with trio.fail_after(10):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(answer) as raw:
             async with open_websocket_manager(
                 raw.url, token="t", backoff=FAST, retry_policy=policy
@@ -262,7 +261,7 @@ async def test_policy_rules_stop_on_fatal_answers(
 async def test_redirect_is_never_followed(status: int, task_census: TaskCensus) -> None:
     """A redirect is a rejection: the token never goes to the Location host."""
     before = set(task_census.live)
-    with trio.fail_after(10):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(http_response(101)) as elsewhere:
             location = elsewhere.url + "/api/v2/ws?token=stolen"
             answer = http_response(status, headers=[("Location", location)])
@@ -295,7 +294,7 @@ async def test_answers_split_anywhere_are_parsed(
     """An answer dribbled in pieces: a 401 is still a 401, a 101 still connects."""
     before = set(task_census.live)
     alert = encode_frame(Opcode.TEXT, ALERT_2)
-    with trio.fail_after(10):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(
             [http_response(401, body=b"no"), accept_then(alert)],
             chunk_size=chunk_size,
@@ -373,7 +372,7 @@ async def test_huge_rejection_is_cut_short_and_never_shown(
     before = set(task_census.live)
     spy = PolicySpy()
     shown: list[str] = []
-    with trio.fail_after(10):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(answer, chunk_size=chunk_size) as raw:
             started = trio.current_time()
             async with open_websocket_manager(

@@ -20,9 +20,6 @@ import pytest
 import trio
 import trio.testing
 from _fault_helpers import (
-    CONNECTED,
-    CONNECTING,
-    SEED_ATTEMPT_TIMES,
     TokenLog,
     errors,
     idle_manager_tasks,
@@ -33,7 +30,7 @@ from _fault_helpers import (
     wait_given_up,
 )
 from conftest import TaskCensus
-from helpers import manager_on
+from helpers import CONNECTED, CONNECTING, SEED_ATTEMPT_TIMES, manager_on
 
 from trio_ws_bus import (
     Backoff,

@@ -20,7 +20,7 @@ from _fault_helpers import (
     wait_given_up,
 )
 from conftest import TaskCensus
-from helpers import manager_on
+from helpers import NO_RETRY, SCENARIO_CAP, manager_on
 
 from trio_ws_bus import (
     Backoff,
@@ -34,10 +34,6 @@ from trio_ws_bus import (
     open_websocket_manager,
 )
 from trio_ws_bus.testing import open_reference_server
-
-#: Each TLS scenario must end well within this many real seconds.
-TLS_SCENARIO_CAP = 10.0
-NO_RETRY = Backoff(max_retries=0)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +101,7 @@ async def test_wss_verifies_certificates_by_default(
     before = set(task_census.live)
     spy = KindSpy()
     context = None if client == "default" else trusting(ca)
-    with trio.fail_after(TLS_SCENARIO_CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server(
             ssl_context=server_context(ca, *names)
         ) as server:
@@ -138,7 +134,7 @@ async def test_tls_failure_can_be_made_fatal(
     """RetryRules(fatal_kinds={TLS_ERROR}) stops at the first certificate failure."""
     before = set(task_census.live)
     policy = RetryRules(fatal_kinds={FailureKind.TLS_ERROR})
-    with trio.fail_after(TLS_SCENARIO_CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server(
             ssl_context=server_context(ca, "127.0.0.1")
         ) as server:
@@ -156,7 +152,7 @@ async def test_custom_ssl_context_works_end_to_end(
 ) -> None:
     """A context trusting the server's CA: connect, receive, drop, reconnect, close."""
     before = set(task_census.live)
-    with trio.fail_after(TLS_SCENARIO_CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server(
             ssl_context=server_context(ca, "127.0.0.1", "localhost")
         ) as server:
@@ -191,7 +187,7 @@ async def test_wss_to_a_plain_server_fails_fast(task_census: TaskCensus) -> None
     """wss: to a server that does not speak TLS: a clear TLS error, not a timeout."""
     before = set(task_census.live)
     spy = KindSpy()
-    with trio.fail_after(TLS_SCENARIO_CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server() as server:
             url = server.url.replace("http://", "https://")
             started = trio.current_time()
