@@ -25,7 +25,6 @@ from _fault_helpers import (
     retries,
     wait_given_up,
 )
-from conftest import TaskCensus
 from helpers import SCENARIO_CAP, SEED_ATTEMPT_TIMES, manager_on
 
 from trio_ws_bus import (
@@ -97,14 +96,13 @@ async def test_frame_violation_fails_with_the_protocol_code_and_reconnects(
     raw: bytes,
     code: int,
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A broken frame: close with 1002/1007, nothing partial delivered, reconnect.
 
     A text frame that is not UTF-8 is counted as invalid.
     """
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server) as (manager, events):
             async with manager.alerts() as alerts:
@@ -133,7 +131,6 @@ async def test_frame_violation_fails_with_the_protocol_code_and_reconnects(
             # A text frame refused for its UTF-8 is a message lost: counted.
             refused = 1 if code == 1007 else 0
             assert (stats.connections, stats.invalid_messages) == (2, refused)
-    await task_census.assert_none_left(before)
     assert_tidy_logs(caplog)
     assert any("broke the WebSocket protocol" in line for line in log_lines(caplog))
 
@@ -195,11 +192,10 @@ async def test_non_101_answer_is_a_counted_failed_attempt(
     answer: bytes,
     status: int | None,
     message: str | None,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Statuses, junk, bad upgrades: classified, retried to the budget, no task left."""
-    before = set(task_census.live)
     spy = PolicySpy()
     with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(answer) as raw:
@@ -212,7 +208,6 @@ async def test_non_101_answer_is_a_counted_failed_attempt(
                     await wait_given_up(manager) == "Max reconnection attempts reached"
                 )
             assert raw.connections == 3
-    await task_census.assert_none_left(before)
     if status is not None:
         assert [(f.kind, f.status_code) for f in spy.failures] == [
             (FailureKind.REJECTED, status)
@@ -240,10 +235,9 @@ async def test_non_101_answer_is_a_counted_failed_attempt(
     ids=["401", "404", "junk", "503"],
 )
 async def test_policy_rules_stop_on_fatal_answers(
-    answer: bytes, attempts: int, given_up: str, task_census: TaskCensus
+    answer: bytes, attempts: int, given_up: str, no_tasks_left: None
 ) -> None:
     """RetryRules: fatal statuses and kinds stop at once; others use the budget."""
-    before = set(task_census.live)
     policy = RetryRules(
         fatal_statuses={400, 401, 403, 404}, fatal_kinds={FailureKind.PROTOCOL_ERROR}
     )
@@ -254,13 +248,11 @@ async def test_policy_rules_stop_on_fatal_answers(
             ) as manager:
                 assert await wait_given_up(manager) == given_up
             assert raw.connections == attempts
-    await task_census.assert_none_left(before)
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
-async def test_redirect_is_never_followed(status: int, task_census: TaskCensus) -> None:
+async def test_redirect_is_never_followed(status: int, no_tasks_left: None) -> None:
     """A redirect is a rejection: the token never goes to the Location host."""
-    before = set(task_census.live)
     with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(http_response(101)) as elsewhere:
             location = elsewhere.url + "/api/v2/ws?token=stolen"
@@ -279,7 +271,6 @@ async def test_redirect_is_never_followed(status: int, task_census: TaskCensus) 
     for request in raw.requests:
         assert f"Host: 127.0.0.1:{port}\r\n".encode() in request
         assert b"token=tok-redirect" in request
-    await task_census.assert_none_left(before)
 
 
 def accept_then(*frames: bytes) -> RawAnswer:
@@ -289,10 +280,9 @@ def accept_then(*frames: bytes) -> RawAnswer:
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64 * 1024])
 async def test_answers_split_anywhere_are_parsed(
-    chunk_size: int, task_census: TaskCensus
+    chunk_size: int, no_tasks_left: None
 ) -> None:
     """An answer dribbled in pieces: a 401 is still a 401, a 101 still connects."""
-    before = set(task_census.live)
     alert = encode_frame(Opcode.TEXT, ALERT_2)
     with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(
@@ -318,7 +308,6 @@ async def test_answers_split_anywhere_are_parsed(
             assert [(f.kind, f.status_code) for f in spy.failures] == [
                 (FailureKind.REJECTED, 401)
             ]
-    await task_census.assert_none_left(before)
 
 
 HEAD_TOO_LONG = (
@@ -364,12 +353,11 @@ async def test_huge_rejection_is_cut_short_and_never_shown(
     answer: bytes,
     chunk_size: int,
     message: str,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A 401 with an 8 MiB body or huge headers: fast, short messages, no Set-Cookie."""
     caplog.set_level(logging.DEBUG)
-    before = set(task_census.live)
     spy = PolicySpy()
     shown: list[str] = []
     with trio.fail_after(SCENARIO_CAP):
@@ -399,7 +387,6 @@ async def test_huge_rejection_is_cut_short_and_never_shown(
         assert "Set-Cookie" not in text
         assert "BODY-SECRET" not in text
     assert_tidy_logs(caplog, "Set-Cookie", "BODY-SECRET", "tok-huge")
-    await task_census.assert_none_left(before)
 
 
 # --- 9. bad input interleaved with valid alerts -----------------------------------
@@ -433,12 +420,11 @@ GARBAGE: list[str | bytes] = [
 
 async def test_garbage_is_counted_logged_once_and_valid_alerts_flow(
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Garbage amid valid alerts: alerts in order, one connection, rate-limited logs."""
     caplog.set_level(logging.WARNING)
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server) as (manager, _):
             async with manager.alerts(max_buffer=1000) as alerts:
@@ -457,7 +443,6 @@ async def test_garbage_is_counted_logged_once_and_valid_alerts_flow(
                 assert stats.alerts_messages == len(GARBAGE) + 1
                 assert stats.connections == 1
                 assert manager.is_connected
-    await task_census.assert_none_left(before)
     lines = log_lines(caplog)
     summaries = [line for line in lines if "more not logged one by one" in line]
     notice = [line for line in lines if "further ones on this connection" in line]
@@ -479,10 +464,9 @@ async def test_garbage_is_counted_logged_once_and_valid_alerts_flow(
 async def test_garbage_flood_is_summarised_at_most_once_a_minute(
     autojump_clock: trio.testing.MockClock,
     caplog: pytest.LogCaptureFixture,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """A server sending garbage every second for 10 minutes: ~20 log lines, not 600."""
-    before = set(task_census.live)
     caplog.set_level(logging.WARNING)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server) as (manager, _):
@@ -500,7 +484,6 @@ async def test_garbage_flood_is_summarised_at_most_once_a_minute(
         if "more not logged one by one" in line
     )
     assert summarised == 600 - 10
-    await task_census.assert_none_left(before)
 
 
 # --- 10. messages over max_message_size -------------------------------------------
@@ -534,10 +517,9 @@ async def test_max_message_size_is_measured_in_bytes(
     fill: str,
     delivered: bool,
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """The limit counts UTF-8 bytes; over it: 1009, counted, retried, earlier kept."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server, max_message_size=4000) as (manager, events):
             async with manager.alerts() as alerts:
@@ -561,18 +543,16 @@ async def test_max_message_size_is_measured_in_bytes(
                     assert losses(events) == [(1009, "Message too big")]
                     assert manager.statistics().invalid_messages == 1
                     assert retries(events) == [1.0]
-    await task_census.assert_none_left(before)
 
 
 async def test_frame_claiming_exabytes_costs_at_most_max_message_size(
-    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+    autojump_clock: trio.testing.MockClock, no_tasks_left: None
 ) -> None:
     """A text frame whose header promises 2**62 bytes is refused at its header: 1009.
 
     websockets' parser checks the announced length against the limit before
     it buffers a byte of payload, so the frame costs nothing at all.
     """
-    before = set(task_census.live)
     header = bytes([0x80 | Opcode.TEXT, 127]) + struct.pack("!Q", 2**62)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server, max_message_size=4000) as (manager, events):
@@ -583,14 +563,12 @@ async def test_frame_claiming_exabytes_costs_at_most_max_message_size(
             assert first.close_code == 1009
             assert losses(events) == [(1009, "Message too big")]
             assert manager.statistics().invalid_messages == 1
-    await task_census.assert_none_left(before)
 
 
 async def test_oversized_resend_after_every_subscribe_follows_the_backoff(
-    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+    autojump_clock: trio.testing.MockClock, no_tasks_left: None
 ) -> None:
     """Too big after every subscribe: with reset_after, the seed schedule, give up."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.send_after_subscribe("x" * 2000)
         tokens = TokenLog(server)
@@ -608,7 +586,6 @@ async def test_oversized_resend_after_every_subscribe_follows_the_backoff(
         assert set(losses(events)) == {(1009, "Message too big")}
         assert manager.statistics().invalid_messages == 21
         assert [c.close_code for c in server.all_connections] == [1009] * 21
-    await task_census.assert_none_left(before)
 
 
 # --- 11. server error messages ----------------------------------------------------
@@ -623,12 +600,11 @@ ERROR_TEXTS = [
 
 async def test_server_errors_are_published_whole_and_logged_escaped_and_short(
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Hostile error texts reach ERROR_TOPIC verbatim; their log lines are tame."""
     caplog.set_level(logging.DEBUG)
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server) as (manager, _):
             async with manager.bus.subscribe(ERROR_TOPIC) as server_errors:
@@ -639,7 +615,6 @@ async def test_server_errors_are_published_whole_and_logged_escaped_and_short(
             assert received == ERROR_TEXTS
             assert manager.statistics().server_errors == len(ERROR_TEXTS)
             assert manager.is_connected
-    await task_census.assert_none_left(before)
     lines = [line for line in log_lines(caplog) if line.startswith("server error: ")]
     assert len(lines) == len(ERROR_TEXTS)
     assert "\\r\\n" in lines[0]
