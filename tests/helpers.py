@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import trio
 
 from trio_ws_bus import (
     CONNECTION_TOPIC,
@@ -77,3 +79,43 @@ async def manager_on(
         MEMORY_URL, bus=bus, transport=server.transport, **options
     ) as manager:
         yield manager, events
+
+
+class TokenLog:
+    """A token provider that issues a fresh token per call and records each call.
+
+    Tokens are JWTs the server accepts; or the given ``tokens`` in turn (made
+    acceptable with ``accept_token``); or, with ``valid=False``, tokens the
+    server refuses with 401.
+    """
+
+    def __init__(
+        self,
+        server: ReferenceServer,
+        tokens: Sequence[str] | None = None,
+        *,
+        valid: bool = True,
+    ) -> None:
+        self._server = server
+        self._valid = valid
+        self._tokens = list(tokens) if tokens is not None else None
+        self.times: list[float] = []
+        self.issued: list[str] = []
+        if self._tokens is not None:
+            for token in self._tokens:
+                server.accept_token(token)
+
+    def __call__(self) -> str:
+        self.times.append(trio.current_time())
+        if not self._valid:
+            token = f"not-a-jwt-{len(self.issued)}"  # the server answers 401
+        elif self._tokens is not None:
+            token = self._tokens[len(self.issued) % len(self._tokens)]
+        else:
+            token = self._server.issue_token(f"user-{len(self.issued)}")
+        self.issued.append(token)
+        return token
+
+    def relative_times(self) -> list[float]:
+        """Call times, from the first call."""
+        return [t - self.times[0] for t in self.times]

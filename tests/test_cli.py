@@ -25,12 +25,11 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from helpers import MEMORY_URL, ROOT, TIMESTAMP
+from helpers import MEMORY_URL, NO_RETRY, ROOT, TIMESTAMP
 
 from trio_ws_bus import (
     CONNECTION_TOPIC,
     Alert,
-    Backoff,
     ConnectionEvent,
     ConnectionStatus,
     MessageBus,
@@ -956,7 +955,7 @@ async def test_serve_closes_clients_with_1001_on_sigterm(tmp_path: Path) -> None
                 ready["url"],
                 token=token,
                 bus=bus,
-                backoff=Backoff(max_retries=0),
+                backoff=NO_RETRY,
                 proxy=None,
             ) as manager:
                 await manager.wait_connected()

@@ -13,13 +13,12 @@ import pytest
 import trio
 import trio.testing
 from _fault_helpers import (
-    TokenLog,
     errors,
     losses,
     retries,
     wait_given_up,
 )
-from helpers import SEED_ATTEMPT_TIMES, manager_on
+from helpers import SEED_ATTEMPT_TIMES, TokenLog, manager_on
 
 from trio_ws_bus import (
     Backoff,

@@ -17,7 +17,7 @@ import trio
 import trio.testing
 from _fault_helpers import errors, losses, wait_given_up
 from conftest import TaskCensus
-from helpers import manager_on
+from helpers import NO_RETRY, manager_on
 
 from trio_ws_bus import (
     Backoff,
@@ -58,7 +58,7 @@ async def test_connect_from_the_give_up_handler_starts_a_new_session(
         async with manager_on(
             server,
             token=provide,
-            backoff=Backoff(max_retries=0),
+            backoff=NO_RETRY,
         ) as (manager, _):
             reconnected: list[float] = []
 

@@ -16,7 +16,6 @@ import pytest
 import trio
 import trio.testing
 from _fault_helpers import (
-    TokenLog,
     assert_tidy_logs,
     errors,
     log_lines,
@@ -25,7 +24,7 @@ from _fault_helpers import (
     retries,
     wait_given_up,
 )
-from helpers import SCENARIO_CAP, SEED_ATTEMPT_TIMES, manager_on
+from helpers import NO_RETRY, SCENARIO_CAP, SEED_ATTEMPT_TIMES, TokenLog, manager_on
 
 from trio_ws_bus import (
     ALERTS_TOPIC,
@@ -366,7 +365,7 @@ async def test_huge_rejection_is_cut_short_and_never_shown(
             async with open_websocket_manager(
                 raw.url,
                 token="tok-huge",
-                backoff=Backoff(max_retries=0),
+                backoff=NO_RETRY,
                 retry_policy=spy,
             ) as manager:
                 events: list[ConnectionEvent] = []

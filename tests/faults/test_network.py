@@ -20,7 +20,6 @@ import pytest
 import trio
 import trio.testing
 from _fault_helpers import (
-    TokenLog,
     errors,
     idle_manager_tasks,
     losses,
@@ -30,7 +29,7 @@ from _fault_helpers import (
     wait_given_up,
 )
 from conftest import TaskCensus
-from helpers import CONNECTED, CONNECTING, SEED_ATTEMPT_TIMES, manager_on
+from helpers import CONNECTED, CONNECTING, SEED_ATTEMPT_TIMES, TokenLog, manager_on
 
 from trio_ws_bus import (
     Backoff,
