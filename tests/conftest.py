@@ -45,6 +45,23 @@ async def task_census() -> AsyncIterator[TaskCensus]:
     trio.lowlevel.remove_instrument(census)
 
 
+@pytest.fixture
+async def no_tasks_left(task_census: TaskCensus) -> AsyncIterator[None]:
+    """Fails the test if a task it started is still alive once it has returned.
+
+    Name it as an argument (``no_tasks_left: None``): pytest-trio runs only the
+    async fixtures a test names, so ``usefixtures`` would skip the check. The
+    census is taken before the test starts and checked after it ends, with
+    :meth:`TaskCensus.assert_none_left` (under the same deadline as the test).
+    Not for tests whose other async fixtures start tasks of their own: their
+    teardown is not ordered with this one.
+    """
+    before = set(task_census.live)
+    yield
+    with trio.fail_after(_time_cap()):
+        await task_census.assert_none_left(before)
+
+
 #: Every async test runs under a deadline, so a hang fails instead of stalling
 #: CI: real seconds on the real clock; virtual seconds under ``MockClock``,
 #: where scenarios legitimately wait through hours of backoff and where a
@@ -53,11 +70,16 @@ REAL_TIME_CAP = 60.0
 VIRTUAL_TIME_CAP = 7 * 24 * 3600.0
 
 
+def _time_cap() -> float:
+    """The deadline of a test: in virtual seconds under ``MockClock``, else real."""
+    virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+    return VIRTUAL_TIME_CAP if virtual else REAL_TIME_CAP
+
+
 def _capped(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     @functools.wraps(test)
     async def run_with_deadline(*args: Any, **kwargs: Any) -> None:
-        virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
-        with trio.fail_after(VIRTUAL_TIME_CAP if virtual else REAL_TIME_CAP):
+        with trio.fail_after(_time_cap()):
             await test(*args, **kwargs)
 
     return run_with_deadline

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from helpers import MEMORY_URL, NO_RETRY, ROOT, TIMESTAMP
 
 from trio_ws_bus import (
     CONNECTION_TOPIC,
     Alert,
-    Backoff,
     ConnectionEvent,
     ConnectionStatus,
     MessageBus,
@@ -72,13 +72,11 @@ from trio_ws_bus._secrets import Redactor, token_forms
 from trio_ws_bus.testing import make_alert, open_reference_server
 from trio_ws_bus.testing._feed import FeedModel, FeedSchedule, device_ids
 
-ROOT = Path(__file__).resolve().parent.parent
-MEMORY_URL = "http://127.0.0.1:8080"
 COMMAND = [sys.executable, "-m", "trio_ws_bus"]
 
 
 def telemetry(device_id: str = "device-1", **metrics: Any) -> Telemetry:
-    return Telemetry(device_id, "2024-01-01T00:00:00Z", metrics or {"rpm": 1200})
+    return Telemetry(device_id, TIMESTAMP, metrics or {"rpm": 1200})
 
 
 def alert(alert_id: int = 1, **fields: Any) -> Alert:
@@ -957,7 +955,7 @@ async def test_serve_closes_clients_with_1001_on_sigterm(tmp_path: Path) -> None
                 ready["url"],
                 token=token,
                 bus=bus,
-                backoff=Backoff(max_retries=0),
+                backoff=NO_RETRY,
                 proxy=None,
             ) as manager:
                 await manager.wait_connected()

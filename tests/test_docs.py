@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from helpers import ROOT
 
 import trio_ws_bus
 import trio_ws_bus.otel
@@ -41,7 +42,6 @@ from trio_ws_bus import (
 )
 from trio_ws_bus.testing import ReferenceServer, make_alert, open_reference_server
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
 README = ROOT / "README.md"

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import trio
 from deflate_server import DeflateServer, open_deflate_server
+from helpers import SCENARIO_CAP, TIMESTAMP
 from trio.testing import MockClock
 
 import trio_ws_bus
@@ -29,14 +30,14 @@ from trio_ws_bus.testing import (
     open_reference_server,
 )
 
-WAIT = 10.0  # real seconds: every test here runs on the real clock but one
+# Every test here but one runs on the real clock, each within SCENARIO_CAP.
 
 
 @asynccontextmanager
 async def connected(url: str, **options: Any) -> AsyncIterator[WebSocketManager]:
     """A manager on ``url`` that has finished its first handshake."""
     async with open_websocket_manager(url, **options) as manager:
-        with trio.fail_after(WAIT):
+        with trio.fail_after(SCENARIO_CAP):
             await manager.wait_connected()
         yield manager
 
@@ -159,12 +160,12 @@ async def exchange(
     """
     sent = [make_alert(1), make_alert(2, summary=incompressible(200_000))]
     async with manager.alerts() as alerts, manager.telemetry("d1") as telemetry:
-        with trio.fail_after(WAIT):
+        with trio.fail_after(SCENARIO_CAP):
             await server.wait_subscribed("alerts")
             await server.wait_subscribed("device", "d1")
             for alert in sent:
                 await server.publish_alerts([alert])
-            await server.publish_telemetry("d1", "2024-01-01T00:00:00Z", {"t": 21.5})
+            await server.publish_telemetry("d1", TIMESTAMP, {"t": 21.5})
             received = [*await alerts.receive(), *await alerts.receive()]
             readings = [await telemetry.receive()]
     assert [{f: getattr(a, f) for f in ALERT_FIELDS} for a in received] == sent
@@ -204,7 +205,7 @@ async def test_server_that_declines_deflate_leaves_it_off(
     """The reference server negotiates no extension: compression is ``None``."""
     async with connected(ws_bus_server.url, token=ws_bus_server.issue_token()) as m:
         async with m.alerts() as alerts:
-            with trio.fail_after(WAIT):
+            with trio.fail_after(SCENARIO_CAP):
                 await ws_bus_server.wait_subscribed("alerts")
                 await ws_bus_server.publish_alerts([make_alert(7)])
                 [alert] = await alerts.receive()

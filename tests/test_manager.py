@@ -7,7 +7,6 @@ the trio-websocket reference server, over in-memory streams) under
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 
@@ -15,7 +14,14 @@ import pytest
 import trio
 import trio.testing
 from conftest import TaskCensus
-from helpers import manager_on
+from helpers import (
+    CONNECTED,
+    CONNECTING,
+    SEED_ATTEMPT_TIMES,
+    TIMESTAMP,
+    TokenLog,
+    manager_on,
+)
 
 from trio_ws_bus import (
     Alert,
@@ -28,29 +34,10 @@ from trio_ws_bus import (
 )
 from trio_ws_bus.testing import (
     Opcode,
-    ReferenceServer,
     encode_frame,
     make_alert,
     open_reference_server,
 )
-
-CONNECTING = ConnectionEvent(ConnectionStatus.CONNECTING)
-CONNECTED = ConnectionEvent(ConnectionStatus.CONNECTED)
-
-#: Attempt times of the seed schedule: 0, then 1, 2, 4, 8, 16 and 30 s gaps.
-SEED_ATTEMPT_TIMES = list(itertools.accumulate([0.0, *Backoff().delays()]))
-
-
-def token_recorder(server: ReferenceServer) -> tuple[list[float], object]:
-    """A token provider that records the virtual time of each call."""
-    calls: list[float] = []
-    counter = itertools.count()
-
-    def provide() -> str:
-        calls.append(trio.current_time())
-        return server.issue_token(f"user-{next(counter)}")
-
-    return calls, provide
 
 
 async def test_refused_handshakes_follow_the_seed_schedule(
@@ -59,7 +46,8 @@ async def test_refused_handshakes_follow_the_seed_schedule(
     """Refused forever: attempts at t = 0, 1, 3, 7, 15, 31, 61...; 21, then give up."""
     async with open_reference_server(listen=False) as server:
         server.reject_next(1000, status=503)
-        calls, provide = token_recorder(server)
+        provide = TokenLog(server)
+        calls = provide.times
         async with manager_on(server, token=provide) as (manager, events):
             with pytest.raises(
                 ConnectionGaveUp, match="Max reconnection attempts reached"
@@ -109,7 +97,8 @@ async def test_drop_reconnects_with_a_new_token_and_replays_in_order(
 ) -> None:
     """A drop reconnects after 1 s with a fresh token and the same subscriptions."""
     async with open_reference_server(listen=False) as server:
-        calls, provide = token_recorder(server)
+        provide = TokenLog(server)
+        calls = provide.times
         async with manager_on(server, token=provide) as (manager, events):
             manager.subscribe("device", "d2")
             async with manager.alerts() as alerts, manager.telemetry("d1") as d1:
@@ -436,7 +425,7 @@ async def test_telemetry_without_a_device_id_is_invalid_not_fatal(
         async with manager_on(server) as (manager, _):
             async with manager.telemetry("d1") as d1:
                 await server.wait_subscribed("device", "d1")
-                data = {"timestamp": "2024-01-01T00:00:00Z", "metrics": {}}
+                data = {"timestamp": TIMESTAMP, "metrics": {}}
                 empty = {"type": "telemetry", "device_id": "", "data": data}
                 await server.send_raw(json.dumps(empty))
                 await server.publish_telemetry("d1", {"ok": True})

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import trio
 import trio.testing
-from helpers import MEMORY_URL
+from helpers import MEMORY_URL, SUBSCRIPTION_KEYS
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -22,7 +22,6 @@ from trio_ws_bus import SubscriptionKey, WebSocketManager, open_websocket_manage
 from trio_ws_bus.testing import ReferenceServer, open_reference_server
 
 T = TypeVar("T")
-KEYS: list[SubscriptionKey] = [("alerts", None), ("device", "d1"), ("device", "d2")]
 
 
 class TrioInThread:
@@ -83,13 +82,13 @@ class ManagerMachine(RuleBasedStateMachine):
         self.connected = False
         self.persisted: list[SubscriptionKey] = []
 
-    @rule(key=st.sampled_from(KEYS))
+    @rule(key=st.sampled_from(SUBSCRIPTION_KEYS))
     def subscribe(self, key: SubscriptionKey) -> None:
         self.trio.call(self.trio.manager.subscribe, *key)
         if key not in self.persisted:
             self.persisted.append(key)
 
-    @rule(key=st.sampled_from(KEYS))
+    @rule(key=st.sampled_from(SUBSCRIPTION_KEYS))
     def unsubscribe(self, key: SubscriptionKey) -> None:
         self.trio.call(self.trio.manager.unsubscribe, *key)
         if key in self.persisted:

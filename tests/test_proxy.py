@@ -28,14 +28,13 @@ import attrs
 import pytest
 import trio
 import trustme
-from helpers import SpyPolicy
+from helpers import NO_RETRY, SCENARIO_CAP, SpyPolicy
 from hypothesis import given, strategies as st
 from test_docs import load_example
 
 from trio_ws_bus import (
     CONNECTION_TOPIC,
     PROXY_FROM_ENV,
-    Backoff,
     ConnectionEvent,
     ConnectionFailure,
     ConnectionGaveUp,
@@ -59,12 +58,9 @@ from trio_ws_bus._cli._tokens import EnvToken
 from trio_ws_bus._proxy import resolve_proxy
 from trio_ws_bus.testing import ReferenceServer, open_reference_server
 
-#: Every end-to-end proxy scenario ends well within this many real seconds.
-CAP = 10.0
 #: Real seconds pproxy may take to start listening.
 START_LIMIT = 20.0
 USER, PASSWORD = "alice", "pr0xy-s3cret"
-NO_RETRY = Backoff(max_retries=0)
 
 
 def free_port() -> int:
@@ -233,7 +229,7 @@ async def test_data_flows_through_the_proxy_for_ws(
 ) -> None:
     """ws: through HTTP CONNECT and SOCKS5: the reading arrives, via the proxy."""
     transport = ProxyTransport(pproxy.url(scheme))
-    with trio.fail_after(CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server() as server:
             reading = await receive_through(server, transport)
     assert reading.metrics == {"rpm": 7}
@@ -246,7 +242,7 @@ async def test_wss_runs_tls_inside_the_tunnel(
 ) -> None:
     """wss: through either proxy kind: TLS with the target inside the tunnel."""
     transport = ProxyTransport(pproxy.url(scheme))
-    with trio.fail_after(CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server(ssl_context=server_context(ca)) as server:
             assert server.url.startswith("https://")
             reading = await receive_through(server, transport, trusting(ca))
@@ -259,7 +255,7 @@ async def test_a_bad_certificate_inside_the_tunnel_stays_a_tls_error(
 ) -> None:
     """The target's certificate is checked in the tunnel: a TLS error, not a proxy's."""
     transport = ProxyTransport(pproxy.url("http"))
-    with trio.fail_after(CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server(ssl_context=server_context(ca)) as server:
             events, failure = await failed_attempt(
                 server, transport, ssl.create_default_context()
@@ -282,7 +278,7 @@ async def test_bad_proxy_credentials_fail_the_attempt_naming_the_proxy_only(
     """Missing or wrong credentials: an error event naming the proxy, never a secret."""
     caplog.set_level(logging.DEBUG)
     transport = ProxyTransport(auth_pproxy.url(scheme, auth))
-    with trio.fail_after(CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server() as server:
             events, failure = await failed_attempt(server, transport)
             assert server.handshakes == 0
@@ -306,7 +302,7 @@ async def test_target_unreachable_through_the_proxy_is_a_proxy_error(
     """HTTP CONNECT to a closed port: ProxyError naming the proxy and the target."""
     transport = ProxyTransport(pproxy.url("http"))
     target = free_port()
-    with trio.fail_after(CAP), pytest.raises(ProxyError) as failed:
+    with trio.fail_after(SCENARIO_CAP), pytest.raises(ProxyError) as failed:
         await transport.open_stream("127.0.0.1", target, ssl_context=None)
     assert failed.value.proxy == f"127.0.0.1:{pproxy.port}"
     assert str(failed.value) == (
@@ -320,7 +316,7 @@ async def test_a_proxy_that_is_down_is_a_proxy_error(scheme: str) -> None:
     """Nothing listening at the proxy: ProxyError "unreachable", no credentials."""
     port = free_port()
     transport = ProxyTransport(f"{scheme}://{USER}:{PASSWORD}@127.0.0.1:{port}")
-    with trio.fail_after(CAP), pytest.raises(ProxyError) as failed:
+    with trio.fail_after(SCENARIO_CAP), pytest.raises(ProxyError) as failed:
         await transport.open_stream("127.0.0.1", 9, ssl_context=None)
     message = str(failed.value)
     assert message.startswith(f"Proxy 127.0.0.1:{port} is unreachable: ")
@@ -335,7 +331,7 @@ async def test_a_proxy_that_is_down_fails_the_attempt_with_its_message() -> None
     """Through the manager: one error event that says it was the proxy."""
     port = free_port()
     transport = ProxyTransport(f"http://{USER}:{PASSWORD}@127.0.0.1:{port}")
-    with trio.fail_after(CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server() as server:
             events, failure = await failed_attempt(server, transport)
     assert failure.kind is FailureKind.PROXY_ERROR
@@ -348,7 +344,7 @@ async def test_no_proxy_match_goes_direct_past_a_dead_proxy() -> None:
     """HTTP_PROXY points at nothing; NO_PROXY names the target: it connects direct."""
     dead = f"http://{USER}:{PASSWORD}@127.0.0.1:{free_port()}"
     environ = {"HTTP_PROXY": dead, "NO_PROXY": "localhost,127.0.0.0/8"}
-    with trio.fail_after(CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server() as server:
             port = port_of(server)
 
@@ -388,7 +384,7 @@ async def test_the_proxy_argument_tunnels_without_a_transport(
     pproxy: PproxyServer, dead_env_proxy: int
 ) -> None:
     """proxy="http://127.0.0.1:<port>": the manager tunnels through it, not the env."""
-    with trio.fail_after(CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server() as server:
             proxy = pproxy.url("http")
             reading = await receive_through(server, None, proxy=proxy)
@@ -403,7 +399,7 @@ async def test_the_environment_proxy_can_be_ignored(
     dead_env_proxy: int, options: dict[str, Any]
 ) -> None:
     """proxy=None or trust_env=False: the dead proxy of the env is not used."""
-    with trio.fail_after(CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server() as server:
             reading = await receive_through(server, None, **options)
     assert reading.metrics == {"rpm": 7}
@@ -419,7 +415,7 @@ async def test_the_environment_proxy_is_used_by_default(dead_env_proxy: int) -> 
     events: list[ConnectionEvent] = []
     bus.on(CONNECTION_TOPIC, events.append)
     spy = SpyPolicy()
-    with trio.fail_after(CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_websocket_manager(
             "http://ops.example.invalid:8765",
             token="tok",
@@ -441,7 +437,7 @@ async def listen_until_subscribed(
 ) -> tuple[ReferenceServer, io.StringIO, io.StringIO]:
     """Run ``listen`` with ``proxy`` until it subscribed; the server and output."""
     out, err = io.StringIO(), io.StringIO()
-    with trio.fail_after(CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server() as server:
             settings = ListenSettings(
                 url=server.url,
@@ -708,7 +704,7 @@ async def test_the_howto_example_reads_through_the_proxy(
     """docs/examples/proxies.py gets a reading through a proxy with credentials."""
     example = load_example("proxies")
     readings: list[Telemetry] = []
-    with trio.fail_after(CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server() as server:
 
             async def read() -> None:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import attrs
 import pytest
+from helpers import SUBSCRIPTION_KEYS
 from hypothesis import given, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -196,9 +197,6 @@ def test_ledger_ignores_a_sent_request_from_an_older_connection() -> None:
     assert ledger.pending() == []
 
 
-KEYS: list[SubscriptionKey] = [("alerts", None), ("device", "d1"), ("device", "d2")]
-
-
 class LedgerMachine(RuleBasedStateMachine):
     """Random pin/unpin/acquire/release/connect/drop against a simple model."""
 
@@ -217,25 +215,25 @@ class LedgerMachine(RuleBasedStateMachine):
         if not wanted and key in self.order:
             self.order.remove(key)
 
-    @rule(key=st.sampled_from(KEYS))
+    @rule(key=st.sampled_from(SUBSCRIPTION_KEYS))
     def pin(self, key: SubscriptionKey) -> None:
         self.ledger.pin(key)
         self.pins.add(key)
         self._refresh(key)
 
-    @rule(key=st.sampled_from(KEYS))
+    @rule(key=st.sampled_from(SUBSCRIPTION_KEYS))
     def unpin(self, key: SubscriptionKey) -> None:
         self.ledger.unpin(key)
         self.pins.discard(key)
         self._refresh(key)
 
-    @rule(key=st.sampled_from(KEYS))
+    @rule(key=st.sampled_from(SUBSCRIPTION_KEYS))
     def acquire(self, key: SubscriptionKey) -> None:
         self.ledger.acquire(key)
         self.refs[key] = self.refs.get(key, 0) + 1
         self._refresh(key)
 
-    @rule(key=st.sampled_from(KEYS))
+    @rule(key=st.sampled_from(SUBSCRIPTION_KEYS))
     def release(self, key: SubscriptionKey) -> None:
         if self.refs.get(key, 0) == 0:
             return

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "trio_ws_bus"
 OUR_CODE = [PACKAGE, ROOT / "tests", ROOT / "bench", ROOT / "examples", ROOT / "docs"]
 SERVER_ONLY = {"trio_websocket", "wsproto"}

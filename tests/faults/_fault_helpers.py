@@ -1,11 +1,10 @@
 """Helpers shared by the network, misbehaving-server, auth and TLS fault tests.
 
-Task bookkeeping, token recorders, event filters and log checks.
+Task bookkeeping, event filters and log checks.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -16,19 +15,11 @@ from conftest import TaskCensus
 
 from trio_ws_bus import (
     CONNECTION_TOPIC,
-    Backoff,
     ConnectionEvent,
     ConnectionGaveUp,
     ConnectionStatus,
     WebSocketManager,
 )
-from trio_ws_bus.testing import ReferenceServer
-
-CONNECTING = ConnectionEvent(ConnectionStatus.CONNECTING)
-CONNECTED = ConnectionEvent(ConnectionStatus.CONNECTED)
-
-#: Attempt times of the default schedule: 0, then gaps of 1, 2, 4, 8, 16, 30... s.
-SEED_ATTEMPT_TIMES = list(itertools.accumulate([0.0, *Backoff().delays()]))
 
 #: The longest log line a scenario may produce (prefix, escaped text, suffix).
 LOG_LINE_LIMIT = 300
@@ -57,46 +48,6 @@ def manager_tasks(census: TaskCensus) -> list[str]:
 def idle_manager_tasks(census: TaskCensus) -> list[str]:
     """Manager tasks other than the connection task itself (reader, heartbeat...)."""
     return [name for name in manager_tasks(census) if not name.endswith("._run")]
-
-
-class TokenLog:
-    """A token provider that issues a fresh token per call and records each call.
-
-    Tokens are JWTs the server accepts; or the given ``tokens`` in turn (made
-    acceptable with ``accept_token``); or, with ``valid=False``, tokens the
-    server refuses with 401.
-    """
-
-    def __init__(
-        self,
-        server: ReferenceServer,
-        tokens: Sequence[str] | None = None,
-        *,
-        valid: bool = True,
-    ) -> None:
-        self._server = server
-        self._valid = valid
-        self._tokens = list(tokens) if tokens is not None else None
-        self.times: list[float] = []
-        self.issued: list[str] = []
-        if self._tokens is not None:
-            for token in self._tokens:
-                server.accept_token(token)
-
-    def __call__(self) -> str:
-        self.times.append(trio.current_time())
-        if not self._valid:
-            token = f"not-a-jwt-{len(self.issued)}"  # the server answers 401
-        elif self._tokens is not None:
-            token = self._tokens[len(self.issued) % len(self._tokens)]
-        else:
-            token = self._server.issue_token(f"user-{len(self.issued)}")
-        self.issued.append(token)
-        return token
-
-    def relative_times(self) -> list[float]:
-        """Call times, from the first call."""
-        return [t - self.times[0] for t in self.times]
 
 
 #: The messages of an "error" event that means the manager has given up.

@@ -13,15 +13,12 @@ import pytest
 import trio
 import trio.testing
 from _fault_helpers import (
-    SEED_ATTEMPT_TIMES,
-    TokenLog,
     errors,
     losses,
     retries,
     wait_given_up,
 )
-from conftest import TaskCensus
-from helpers import manager_on
+from helpers import SEED_ATTEMPT_TIMES, TokenLog, manager_on
 
 from trio_ws_bus import (
     Backoff,
@@ -48,10 +45,9 @@ ODD_TOKENS = [
 
 
 async def test_every_attempt_gets_a_fresh_percent_encoded_token(
-    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+    autojump_clock: trio.testing.MockClock, no_tasks_left: None
 ) -> None:
     """Each attempt calls the provider; + / = & # % and spaces arrive intact."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.reject_next(2, status=503)
         tokens = TokenLog(server, ODD_TOKENS)
@@ -63,7 +59,6 @@ async def test_every_attempt_gets_a_fresh_percent_encoded_token(
             assert server.tokens_seen == ODD_TOKENS
             assert tokens.issued == ODD_TOKENS
             assert [c.token for c in server.all_connections] == ODD_TOKENS[2:]
-    await task_census.assert_none_left(before)
 
 
 def returning(value: object) -> Callable[[], object]:
@@ -89,10 +84,9 @@ def returning_async(value: object) -> Callable[[], Awaitable[object]]:
 async def test_missing_token_stops_without_retrying(
     provider: Callable[[], object],
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """None or "": one "No auth token" error, no handshake, no retry, ever."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server, token=provider) as (manager, events):
             with pytest.raises(ConnectionGaveUp, match="No auth token"):
@@ -104,7 +98,6 @@ async def test_missing_token_stops_without_retrying(
             assert manager.status is ConnectionStatus.ERROR
             assert manager.statistics().attempts == 1
         assert server.transport.attempts == 0
-    await task_census.assert_none_left(before)
 
 
 @pytest.mark.parametrize(
@@ -120,10 +113,9 @@ async def test_failing_provider_is_retried_on_the_schedule(
     bad: str,
     message: str,
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """A provider that raises, hangs or returns a non-str: error, then backoff retry."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         calls: list[float] = []
 
@@ -148,14 +140,12 @@ async def test_failing_provider_is_retried_on_the_schedule(
             assert retries(events) == [1.0, 2.0]
             assert all("very-secret" not in repr(event) for event in events)
             assert manager.statistics().connections == 1
-    await task_census.assert_none_left(before)
 
 
 async def test_slow_provider_and_handshake_share_one_open_timeout(
-    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+    autojump_clock: trio.testing.MockClock, no_tasks_left: None
 ) -> None:
     """open_timeout bounds the whole attempt: a 3 s token call leaves 2 s of 5."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.transport.stall_next(1)
 
@@ -171,17 +161,15 @@ async def test_slow_provider_and_handshake_share_one_open_timeout(
             assert errors(events) == ["Opening handshake timed out"]
             # Failed at 5.0 (not 3 + 5), retried 1 s later, 3 s of token call.
             assert trio.current_time() == 5.0 + 1.0 + 3.0
-    await task_census.assert_none_left(before)
 
 
 # --- 13. refused credentials -----------------------------------------------------
 
 
 async def test_401_once_then_a_fresh_token_recovers(
-    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+    autojump_clock: trio.testing.MockClock, no_tasks_left: None
 ) -> None:
     """Default policy: one 401, then at once a fresh token, which is accepted."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         tokens = TokenLog(server)
         server.reject_next(1, status=401, body=b"token expired")
@@ -190,15 +178,13 @@ async def test_401_once_then_a_fresh_token_recovers(
             assert tokens.relative_times() == [0.0, 0.0]
             assert errors(events) == ["Handshake rejected with HTTP 401"]
             assert server.connections[0].token == tokens.issued[1] != tokens.issued[0]
-    await task_census.assert_none_left(before)
 
 
 async def test_fatal_auth_policy_retries_a_401_at_once_with_a_fresh_token(
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """fatal_auth_policy: a single 401 is retried immediately and recovers."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         tokens = TokenLog(server)
         server.reject_next(1, status=401)
@@ -210,7 +196,6 @@ async def test_fatal_auth_policy_retries_a_401_at_once_with_a_fresh_token(
             assert tokens.relative_times() == [0.0, 0.0]
             assert retries(events) == [0.0]
             assert tokens.issued[0] != tokens.issued[1]
-    await task_census.assert_none_left(before)
 
 
 @pytest.mark.parametrize(
@@ -247,10 +232,9 @@ async def test_refused_forever_follows_the_policy(
     attempts: int,
     given_up: str,
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """401/403/404 forever: the seed rule spends the budget; the others stop."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         if status != 401:
             server.reject_next(1000, status=status)
@@ -266,7 +250,6 @@ async def test_refused_forever_follows_the_policy(
         else:
             assert tokens.relative_times() == [0.0] * attempts
         assert events[-1] == ConnectionEvent(ConnectionStatus.ERROR, message=given_up)
-    await task_census.assert_none_left(before)
 
 
 # --- 14. token expiry mid-session --------------------------------------------------
@@ -276,10 +259,9 @@ async def test_refused_forever_follows_the_policy(
 async def test_token_expiry_close_reconnects_with_a_new_token_and_replays(
     immediate: bool,
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """Server closes with 4001: new token, replay; RetryRules can make it immediate."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         tokens = TokenLog(server)
         options = {"retry_policy": RetryRules(retry_now_close_codes={4001})}
@@ -314,7 +296,6 @@ async def test_token_expiry_close_reconnects_with_a_new_token_and_replays(
                 assert (await d1.receive()).metrics == {"v": 1}
             assert losses(events) == [(4001, "token expired")]
             assert retries(events) == [delay]
-    await task_census.assert_none_left(before)
 
 
 def always_now(failure: ConnectionFailure) -> RetryVerdict:
@@ -334,10 +315,9 @@ async def test_immediate_retries_never_loop(
     policy: Callable[[ConnectionFailure], RetryVerdict],
     first_delays: list[float],
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """4001 at every connect, retried "now": never two immediate retries in a row."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.close_next(1000, code=4001, reason="token expired")
         tokens = TokenLog(server)
@@ -353,16 +333,14 @@ async def test_immediate_retries_never_loop(
         assert all(not (a == 0.0 and b == 0.0) for a, b in itertools.pairwise(delays))
         assert delays[:5] == first_delays
         assert len(server.all_connections) == 21
-    await task_census.assert_none_left(before)
 
 
 async def test_a_closed_managers_token_stops_rewriting_log_lines(
     autojump_clock: trio.testing.MockClock,
     caplog: pytest.LogCaptureFixture,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """After a manager with token "t" exits, later log lines keep their letter t."""
-    before = set(task_census.live)
     caplog.set_level(logging.INFO, logger="trio_ws_bus")
     async with open_reference_server(listen=False) as server:
         server.accept_token("t")
@@ -372,4 +350,3 @@ async def test_a_closed_managers_token_stops_rewriting_log_lines(
         async with manager_on(server, token=server.issue_token()) as (second, _):
             await second.wait_connected()
     assert "connected to http://127.0.0.1:8080" in caplog.text
-    await task_census.assert_none_left(before)

@@ -96,12 +96,11 @@ def leaks(caplog: pytest.LogCaptureFixture, witness: Witness) -> dict[str, str]:
 
 async def test_canary_through_the_backpressure_scenarios(
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     witness: Witness,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Stalled and cancelled subscribers, with the canary token: nothing shows it."""
-    before = set(task_census.live)
     for overflow in Overflow:
         async with open_reference_server(listen=False) as server:
             await stalled_subscriber_scenario(
@@ -114,18 +113,17 @@ async def test_canary_through_the_backpressure_scenarios(
                 server, leave, token=CANARY, show=witness
             )
             assert server.tokens_seen == [CANARY]
-    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}
 
 
 async def test_canary_through_the_cancellation_scenarios(
     autojump_clock: trio.testing.MockClock,
     task_census: TaskCensus,
+    no_tasks_left: None,
     witness: Witness,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Every state and ending, the retry race and the alternation, with the canary."""
-    before = set(task_census.live)
     for state in STATES:
         for ending in ("cancel", "raise"):
             async with open_reference_server(listen=False) as server:
@@ -144,18 +142,17 @@ async def test_canary_through_the_cancellation_scenarios(
             server, seed=4, rounds=50, token=CANARY, show=witness
         )
         assert set(server.tokens_seen) == {CANARY}
-    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}
 
 
 async def test_canary_through_load_and_soak(
     autojump_clock: trio.testing.MockClock,
     task_census: TaskCensus,
+    no_tasks_left: None,
     witness: Witness,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A short load run and three hours of faults (token failures too), canary token."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         await load_scenario(server, messages=10_000, token=CANARY, show=witness)
         assert server.tokens_seen == [CANARY]
@@ -166,19 +163,17 @@ async def test_canary_through_load_and_soak(
     )
     assert report["faults"]["token"] >= 1
     assert report["statuses"][ConnectionStatus.ERROR] >= 1
-    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}
 
 
 async def test_canary_echoed_by_the_server(
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     witness: Witness,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Close reasons, errors, bad frames, 401 bodies and headers echo the token."""
     encoded = FORMS["percent-encoded"]
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.accept_token(CANARY)
         async with manager_on(
@@ -228,18 +223,16 @@ async def test_canary_echoed_by_the_server(
             assert any(e.reason == "Heartbeat timeout" for e in events)
             assert any(e.code == 4001 for e in events)
             assert events[-1].message == "Max reconnection attempts reached"
-    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}
 
 
 async def test_canary_from_a_failing_provider(
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     witness: Witness,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A provider that raises with the token in its message, or returns bytes."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.accept_token(CANARY)
         answers: list[object] = [
@@ -264,18 +257,16 @@ async def test_canary_from_a_failing_provider(
             "Token provider returned bytes, not str",
             "Token provider failed: ValueError",
         ]
-    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}
 
 
 async def test_canary_in_the_base_url_is_redacted_in_the_repr(
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     witness: Witness,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A base URL that carries ?token=... shows as token=*** (DESIGN.md rule 10)."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.accept_token(CANARY)
         base = f"{MEMORY_URL}/api/v2/ws?token={FORMS['percent-encoded']}&v=2"
@@ -285,5 +276,4 @@ async def test_canary_in_the_base_url_is_redacted_in_the_repr(
             await manager.wait_connected()
             witness(manager)
             assert "token=***" in repr(manager)
-    await task_census.assert_none_left(before)
     assert leaks(caplog, witness) == {}

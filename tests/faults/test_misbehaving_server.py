@@ -16,8 +16,6 @@ import pytest
 import trio
 import trio.testing
 from _fault_helpers import (
-    SEED_ATTEMPT_TIMES,
-    TokenLog,
     assert_tidy_logs,
     errors,
     log_lines,
@@ -26,8 +24,7 @@ from _fault_helpers import (
     retries,
     wait_given_up,
 )
-from conftest import TaskCensus
-from helpers import manager_on
+from helpers import NO_RETRY, SCENARIO_CAP, SEED_ATTEMPT_TIMES, TokenLog, manager_on
 
 from trio_ws_bus import (
     ALERTS_TOPIC,
@@ -98,14 +95,13 @@ async def test_frame_violation_fails_with_the_protocol_code_and_reconnects(
     raw: bytes,
     code: int,
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A broken frame: close with 1002/1007, nothing partial delivered, reconnect.
 
     A text frame that is not UTF-8 is counted as invalid.
     """
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server) as (manager, events):
             async with manager.alerts() as alerts:
@@ -134,7 +130,6 @@ async def test_frame_violation_fails_with_the_protocol_code_and_reconnects(
             # A text frame refused for its UTF-8 is a message lost: counted.
             refused = 1 if code == 1007 else 0
             assert (stats.connections, stats.invalid_messages) == (2, refused)
-    await task_census.assert_none_left(before)
     assert_tidy_logs(caplog)
     assert any("broke the WebSocket protocol" in line for line in log_lines(caplog))
 
@@ -196,13 +191,12 @@ async def test_non_101_answer_is_a_counted_failed_attempt(
     answer: bytes,
     status: int | None,
     message: str | None,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Statuses, junk, bad upgrades: classified, retried to the budget, no task left."""
-    before = set(task_census.live)
     spy = PolicySpy()
-    with trio.fail_after(10):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(answer) as raw:
             async with open_websocket_manager(
                 raw.url, token="tok-123", backoff=FAST, retry_policy=spy
@@ -213,7 +207,6 @@ async def test_non_101_answer_is_a_counted_failed_attempt(
                     await wait_given_up(manager) == "Max reconnection attempts reached"
                 )
             assert raw.connections == 3
-    await task_census.assert_none_left(before)
     if status is not None:
         assert [(f.kind, f.status_code) for f in spy.failures] == [
             (FailureKind.REJECTED, status)
@@ -241,28 +234,25 @@ async def test_non_101_answer_is_a_counted_failed_attempt(
     ids=["401", "404", "junk", "503"],
 )
 async def test_policy_rules_stop_on_fatal_answers(
-    answer: bytes, attempts: int, given_up: str, task_census: TaskCensus
+    answer: bytes, attempts: int, given_up: str, no_tasks_left: None
 ) -> None:
     """RetryRules: fatal statuses and kinds stop at once; others use the budget."""
-    before = set(task_census.live)
     policy = RetryRules(
         fatal_statuses={400, 401, 403, 404}, fatal_kinds={FailureKind.PROTOCOL_ERROR}
     )
-    with trio.fail_after(10):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(answer) as raw:
             async with open_websocket_manager(
                 raw.url, token="t", backoff=FAST, retry_policy=policy
             ) as manager:
                 assert await wait_given_up(manager) == given_up
             assert raw.connections == attempts
-    await task_census.assert_none_left(before)
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
-async def test_redirect_is_never_followed(status: int, task_census: TaskCensus) -> None:
+async def test_redirect_is_never_followed(status: int, no_tasks_left: None) -> None:
     """A redirect is a rejection: the token never goes to the Location host."""
-    before = set(task_census.live)
-    with trio.fail_after(10):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(http_response(101)) as elsewhere:
             location = elsewhere.url + "/api/v2/ws?token=stolen"
             answer = http_response(status, headers=[("Location", location)])
@@ -280,7 +270,6 @@ async def test_redirect_is_never_followed(status: int, task_census: TaskCensus) 
     for request in raw.requests:
         assert f"Host: 127.0.0.1:{port}\r\n".encode() in request
         assert b"token=tok-redirect" in request
-    await task_census.assert_none_left(before)
 
 
 def accept_then(*frames: bytes) -> RawAnswer:
@@ -290,12 +279,11 @@ def accept_then(*frames: bytes) -> RawAnswer:
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64 * 1024])
 async def test_answers_split_anywhere_are_parsed(
-    chunk_size: int, task_census: TaskCensus
+    chunk_size: int, no_tasks_left: None
 ) -> None:
     """An answer dribbled in pieces: a 401 is still a 401, a 101 still connects."""
-    before = set(task_census.live)
     alert = encode_frame(Opcode.TEXT, ALERT_2)
-    with trio.fail_after(10):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(
             [http_response(401, body=b"no"), accept_then(alert)],
             chunk_size=chunk_size,
@@ -319,7 +307,6 @@ async def test_answers_split_anywhere_are_parsed(
             assert [(f.kind, f.status_code) for f in spy.failures] == [
                 (FailureKind.REJECTED, 401)
             ]
-    await task_census.assert_none_left(before)
 
 
 HEAD_TOO_LONG = (
@@ -365,21 +352,20 @@ async def test_huge_rejection_is_cut_short_and_never_shown(
     answer: bytes,
     chunk_size: int,
     message: str,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A 401 with an 8 MiB body or huge headers: fast, short messages, no Set-Cookie."""
     caplog.set_level(logging.DEBUG)
-    before = set(task_census.live)
     spy = PolicySpy()
     shown: list[str] = []
-    with trio.fail_after(10):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_raw_http_server(answer, chunk_size=chunk_size) as raw:
             started = trio.current_time()
             async with open_websocket_manager(
                 raw.url,
                 token="tok-huge",
-                backoff=Backoff(max_retries=0),
+                backoff=NO_RETRY,
                 retry_policy=spy,
             ) as manager:
                 events: list[ConnectionEvent] = []
@@ -400,7 +386,6 @@ async def test_huge_rejection_is_cut_short_and_never_shown(
         assert "Set-Cookie" not in text
         assert "BODY-SECRET" not in text
     assert_tidy_logs(caplog, "Set-Cookie", "BODY-SECRET", "tok-huge")
-    await task_census.assert_none_left(before)
 
 
 # --- 9. bad input interleaved with valid alerts -----------------------------------
@@ -434,12 +419,11 @@ GARBAGE: list[str | bytes] = [
 
 async def test_garbage_is_counted_logged_once_and_valid_alerts_flow(
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Garbage amid valid alerts: alerts in order, one connection, rate-limited logs."""
     caplog.set_level(logging.WARNING)
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server) as (manager, _):
             async with manager.alerts(max_buffer=1000) as alerts:
@@ -458,7 +442,6 @@ async def test_garbage_is_counted_logged_once_and_valid_alerts_flow(
                 assert stats.alerts_messages == len(GARBAGE) + 1
                 assert stats.connections == 1
                 assert manager.is_connected
-    await task_census.assert_none_left(before)
     lines = log_lines(caplog)
     summaries = [line for line in lines if "more not logged one by one" in line]
     notice = [line for line in lines if "further ones on this connection" in line]
@@ -480,10 +463,9 @@ async def test_garbage_is_counted_logged_once_and_valid_alerts_flow(
 async def test_garbage_flood_is_summarised_at_most_once_a_minute(
     autojump_clock: trio.testing.MockClock,
     caplog: pytest.LogCaptureFixture,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """A server sending garbage every second for 10 minutes: ~20 log lines, not 600."""
-    before = set(task_census.live)
     caplog.set_level(logging.WARNING)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server) as (manager, _):
@@ -501,7 +483,6 @@ async def test_garbage_flood_is_summarised_at_most_once_a_minute(
         if "more not logged one by one" in line
     )
     assert summarised == 600 - 10
-    await task_census.assert_none_left(before)
 
 
 # --- 10. messages over max_message_size -------------------------------------------
@@ -535,10 +516,9 @@ async def test_max_message_size_is_measured_in_bytes(
     fill: str,
     delivered: bool,
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """The limit counts UTF-8 bytes; over it: 1009, counted, retried, earlier kept."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server, max_message_size=4000) as (manager, events):
             async with manager.alerts() as alerts:
@@ -562,18 +542,16 @@ async def test_max_message_size_is_measured_in_bytes(
                     assert losses(events) == [(1009, "Message too big")]
                     assert manager.statistics().invalid_messages == 1
                     assert retries(events) == [1.0]
-    await task_census.assert_none_left(before)
 
 
 async def test_frame_claiming_exabytes_costs_at_most_max_message_size(
-    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+    autojump_clock: trio.testing.MockClock, no_tasks_left: None
 ) -> None:
     """A text frame whose header promises 2**62 bytes is refused at its header: 1009.
 
     websockets' parser checks the announced length against the limit before
     it buffers a byte of payload, so the frame costs nothing at all.
     """
-    before = set(task_census.live)
     header = bytes([0x80 | Opcode.TEXT, 127]) + struct.pack("!Q", 2**62)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server, max_message_size=4000) as (manager, events):
@@ -584,14 +562,12 @@ async def test_frame_claiming_exabytes_costs_at_most_max_message_size(
             assert first.close_code == 1009
             assert losses(events) == [(1009, "Message too big")]
             assert manager.statistics().invalid_messages == 1
-    await task_census.assert_none_left(before)
 
 
 async def test_oversized_resend_after_every_subscribe_follows_the_backoff(
-    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+    autojump_clock: trio.testing.MockClock, no_tasks_left: None
 ) -> None:
     """Too big after every subscribe: with reset_after, the seed schedule, give up."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.send_after_subscribe("x" * 2000)
         tokens = TokenLog(server)
@@ -609,7 +585,6 @@ async def test_oversized_resend_after_every_subscribe_follows_the_backoff(
         assert set(losses(events)) == {(1009, "Message too big")}
         assert manager.statistics().invalid_messages == 21
         assert [c.close_code for c in server.all_connections] == [1009] * 21
-    await task_census.assert_none_left(before)
 
 
 # --- 11. server error messages ----------------------------------------------------
@@ -624,12 +599,11 @@ ERROR_TEXTS = [
 
 async def test_server_errors_are_published_whole_and_logged_escaped_and_short(
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Hostile error texts reach ERROR_TOPIC verbatim; their log lines are tame."""
     caplog.set_level(logging.DEBUG)
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server) as (manager, _):
             async with manager.bus.subscribe(ERROR_TOPIC) as server_errors:
@@ -640,7 +614,6 @@ async def test_server_errors_are_published_whole_and_logged_escaped_and_short(
             assert received == ERROR_TEXTS
             assert manager.statistics().server_errors == len(ERROR_TEXTS)
             assert manager.is_connected
-    await task_census.assert_none_left(before)
     lines = [line for line in log_lines(caplog) if line.startswith("server error: ")]
     assert len(lines) == len(ERROR_TEXTS)
     assert "\\r\\n" in lines[0]

@@ -20,10 +20,6 @@ import pytest
 import trio
 import trio.testing
 from _fault_helpers import (
-    CONNECTED,
-    CONNECTING,
-    SEED_ATTEMPT_TIMES,
-    TokenLog,
     errors,
     idle_manager_tasks,
     losses,
@@ -33,7 +29,7 @@ from _fault_helpers import (
     wait_given_up,
 )
 from conftest import TaskCensus
-from helpers import manager_on
+from helpers import CONNECTED, CONNECTING, SEED_ATTEMPT_TIMES, TokenLog, manager_on
 
 from trio_ws_bus import (
     Backoff,
@@ -72,9 +68,9 @@ async def test_unreachable_attempts_are_counted_and_retried(
     message: str,
     autojump_clock: trio.testing.MockClock,
     task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """Refused or unresolvable: an error per attempt, backoff 1, 2, 4 s, then in."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.transport.fail_next(3, gaierror if fault == "dns" else None)
         tokens = TokenLog(server)
@@ -94,14 +90,12 @@ async def test_unreachable_attempts_are_counted_and_retried(
             stats = manager.statistics()
             assert (stats.attempts, stats.connections) == (4, 1)
         assert manager_tasks(task_census) == []
-    await task_census.assert_none_left(before)
 
 
 async def test_retry_forever_goes_on_past_the_default_budget_at_the_capped_delay(
-    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+    autojump_clock: trio.testing.MockClock, task_census: TaskCensus, no_tasks_left: None
 ) -> None:
     """Backoff(max_retries=None): 60 refusals, retried every 30 s, then in."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.transport.fail_next(60)
         tokens = TokenLog(server)
@@ -129,7 +123,6 @@ async def test_retry_forever_goes_on_past_the_default_budget_at_the_capped_delay
                 0,
             )
         assert manager_tasks(task_census) == []
-    await task_census.assert_none_left(before)
 
 
 def test_each_address_os_error_is_named_once() -> None:
@@ -151,10 +144,9 @@ def test_each_address_os_error_is_named_once() -> None:
 
 
 async def test_failed_attempt_leaves_no_reader_task_during_backoff(
-    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+    autojump_clock: trio.testing.MockClock, task_census: TaskCensus, no_tasks_left: None
 ) -> None:
     """While waiting to retry, only the connection task itself is alive."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.transport.fail_next(1)
         server.transport.stall_next(1)
@@ -169,14 +161,12 @@ async def test_failed_attempt_leaves_no_reader_task_during_backoff(
             assert idle_manager_tasks(task_census) == []
             await manager.wait_connected()
             assert trio.current_time() == 6.0
-    await task_census.assert_none_left(before)
 
 
 async def test_stalled_handshake_is_bounded_by_open_timeout(
-    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+    autojump_clock: trio.testing.MockClock, no_tasks_left: None
 ) -> None:
     """A server that accepts TCP and never answers fails the attempt at open_timeout."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.transport.stall_next(2)
         seen: list[FailureKind] = []
@@ -195,7 +185,6 @@ async def test_stalled_handshake_is_bounded_by_open_timeout(
             assert errors(events) == ["Opening handshake timed out"] * 2
             assert seen == [FailureKind.TIMEOUT] * 2
             assert manager.statistics().attempts == 3
-    await task_census.assert_none_left(before)
 
 
 # --- 2. abrupt drops ----------------------------------------------------------------
@@ -219,10 +208,9 @@ ALERT_3 = json.dumps({"type": "alerts", "alerts": [make_alert(3)]}).encode()
 async def test_drop_mid_message_delivers_complete_messages_only(
     partial: bytes,
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """A drop mid-message: earlier messages arrive, the partial never, then replay."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server, ping_interval=None) as (manager, events):
             manager.subscribe("device", "d1")
@@ -252,7 +240,6 @@ async def test_drop_mid_message_delivers_complete_messages_only(
             assert losses(events) == [(1006, None)]
             stats = manager.statistics()
             assert (stats.alerts_messages, stats.invalid_messages) == (3, 0)
-    await task_census.assert_none_left(before)
 
 
 # --- 3. half-open connection ---------------------------------------------------------
@@ -263,10 +250,9 @@ async def test_half_open_connection_is_detected_by_the_heartbeat(
     interval: float,
     pong_wait: float,
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """A silent peer is lost within ping interval + timeout; one reconnect follows."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(
             server, ping_interval=interval, ping_timeout=pong_wait
@@ -294,7 +280,6 @@ async def test_half_open_connection_is_detected_by_the_heartbeat(
             assert (stats.connections, stats.reconnects) == (2, 1)
             assert losses(events) == [(1006, "Heartbeat timeout")]
             assert manager.is_connected
-    await task_census.assert_none_left(before)
 
 
 # --- 4. flapping server ---------------------------------------------------------
@@ -313,10 +298,9 @@ async def test_flapping_server_spends_the_budget_without_a_tight_loop(
     backoff: Backoff,
     close_code: int | None,
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """Accept-then-close forever, reset_after opted in: seed schedule, give up."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.close_next(1000, code=close_code)
         tokens = TokenLog(server)
@@ -334,15 +318,13 @@ async def test_flapping_server_spends_the_budget_without_a_tight_loop(
         assert retries(events) == list(Backoff().delays())
         expected_code = 1006 if close_code is None else close_code
         assert {code for code, _ in losses(events)} == {expected_code}
-    await task_census.assert_none_left(before)
 
 
 async def test_short_connections_never_end_the_feed_by_default(
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """30 connections closed with 4001 at once: each retried 1 s later, then up."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.close_next(30, code=4001)
         tokens = TokenLog(server)
@@ -355,15 +337,13 @@ async def test_short_connections_never_end_the_feed_by_default(
             assert tokens.relative_times() == [float(n) for n in range(31)]
             assert retries(events) == [1.0] * 30
             assert {e.retry_count for e in events if e.retry_in is not None} == {1}
-    await task_census.assert_none_left(before)
 
 
 async def test_connection_that_stays_up_gives_the_retries_back(
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """reset_after=10: a connection up for 10 s resets the count; next wait is 1 s."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         server.close_next(4)
         async with manager_on(
@@ -379,7 +359,6 @@ async def test_connection_that_stays_up_gives_the_retries_back(
             await server.drop_connections()
             await server.wait_until(lambda s: len(s.all_connections) == 6)
             assert retries(events)[-1] == 1.0
-    await task_census.assert_none_left(before)
 
 
 # --- 5. a close handshake that never completes ----------------------------------------
@@ -390,9 +369,9 @@ async def test_unanswered_close_handshake_is_bounded_by_close_timeout(
     how: str,
     autojump_clock: trio.testing.MockClock,
     task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """A peer that never answers our close frame costs exactly close_timeout."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server, close_timeout=3.0) as (manager, events):
             await manager.wait_connected()
@@ -413,14 +392,12 @@ async def test_unanswered_close_handshake_is_bounded_by_close_timeout(
             ConnectionStatus.DISCONNECTED, code=1000, reason="Client disconnect"
         )
         assert manager_tasks(task_census) == []
-    await task_census.assert_none_left(before)
 
 
 async def test_ping_racing_our_close_frame_does_not_crash(
-    autojump_clock: trio.testing.MockClock, task_census: TaskCensus
+    autojump_clock: trio.testing.MockClock, no_tasks_left: None
 ) -> None:
     """A server ping that arrives after our close frame ends the close quietly."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         async with manager_on(server, close_timeout=3.0) as (manager, events):
             await manager.wait_connected()
@@ -436,7 +413,6 @@ async def test_ping_racing_our_close_frame_does_not_crash(
             )
             manager.connect()  # ...and the manager still works
             await manager.wait_connected()
-    await task_census.assert_none_left(before)
 
 
 # --- 6. server restarts ---------------------------------------------------------
@@ -450,10 +426,9 @@ async def test_server_restart_reconnects_and_replays(
     code: int,
     reason: str,
     autojump_clock: trio.testing.MockClock,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """A restart close code: reported as is, reconnect after 1 s, replay, data flows."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         tokens = TokenLog(server)
         async with manager_on(server, token=tokens) as (manager, events):
@@ -484,4 +459,3 @@ async def test_server_restart_reconnects_and_replays(
             assert retries(events) == [1.0]
             assert events[-2:] == [CONNECTING, CONNECTED]
         assert server.max_concurrent_connections == 1
-    await task_census.assert_none_left(before)

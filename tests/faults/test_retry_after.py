@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
-from _fault_helpers import TokenLog, retries
-from helpers import manager_on
+from _fault_helpers import retries
+from helpers import TokenLog, manager_on
 
 from trio_ws_bus import Backoff
 from trio_ws_bus.testing import open_reference_server

@@ -20,7 +20,7 @@ from _fault_helpers import (
     wait_given_up,
 )
 from conftest import TaskCensus
-from helpers import manager_on
+from helpers import NO_RETRY, SCENARIO_CAP, manager_on
 
 from trio_ws_bus import (
     Backoff,
@@ -34,10 +34,6 @@ from trio_ws_bus import (
     open_websocket_manager,
 )
 from trio_ws_bus.testing import open_reference_server
-
-#: Each TLS scenario must end well within this many real seconds.
-TLS_SCENARIO_CAP = 10.0
-NO_RETRY = Backoff(max_retries=0)
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +94,13 @@ async def test_wss_verifies_certificates_by_default(
     client: str,
     message: str,
     ca: trustme.CA,
-    task_census: TaskCensus,
+    no_tasks_left: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An untrusted or mismatched certificate fails fast and clearly; no token sent."""
-    before = set(task_census.live)
     spy = KindSpy()
     context = None if client == "default" else trusting(ca)
-    with trio.fail_after(TLS_SCENARIO_CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server(
             ssl_context=server_context(ca, *names)
         ) as server:
@@ -129,16 +124,14 @@ async def test_wss_verifies_certificates_by_default(
     assert errors(events) == [message, "Max reconnection attempts reached"]
     assert spy.kinds == [FailureKind.TLS_ERROR]
     assert "tok-tls" not in caplog.text
-    await task_census.assert_none_left(before)
 
 
 async def test_tls_failure_can_be_made_fatal(
-    ca: trustme.CA, task_census: TaskCensus
+    ca: trustme.CA, no_tasks_left: None
 ) -> None:
     """RetryRules(fatal_kinds={TLS_ERROR}) stops at the first certificate failure."""
-    before = set(task_census.live)
     policy = RetryRules(fatal_kinds={FailureKind.TLS_ERROR})
-    with trio.fail_after(TLS_SCENARIO_CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server(
             ssl_context=server_context(ca, "127.0.0.1")
         ) as server:
@@ -148,15 +141,13 @@ async def test_tls_failure_can_be_made_fatal(
                 reason = await wait_given_up(manager)
     assert reason.startswith("TLS certificate verification failed: ")
     assert reason.endswith("(not retried)")
-    await task_census.assert_none_left(before)
 
 
 async def test_custom_ssl_context_works_end_to_end(
-    ca: trustme.CA, task_census: TaskCensus
+    ca: trustme.CA, task_census: TaskCensus, no_tasks_left: None
 ) -> None:
     """A context trusting the server's CA: connect, receive, drop, reconnect, close."""
-    before = set(task_census.live)
-    with trio.fail_after(TLS_SCENARIO_CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server(
             ssl_context=server_context(ca, "127.0.0.1", "localhost")
         ) as server:
@@ -184,14 +175,12 @@ async def test_custom_ssl_context_works_end_to_end(
             assert manager_tasks(task_census) == []
             await server.wait_connections(0)
             assert server.all_connections[-1].close_code == 1000
-    await task_census.assert_none_left(before)
 
 
-async def test_wss_to_a_plain_server_fails_fast(task_census: TaskCensus) -> None:
+async def test_wss_to_a_plain_server_fails_fast(no_tasks_left: None) -> None:
     """wss: to a server that does not speak TLS: a clear TLS error, not a timeout."""
-    before = set(task_census.live)
     spy = KindSpy()
-    with trio.fail_after(TLS_SCENARIO_CAP):
+    with trio.fail_after(SCENARIO_CAP):
         async with open_reference_server() as server:
             url = server.url.replace("http://", "https://")
             started = trio.current_time()
@@ -206,7 +195,6 @@ async def test_wss_to_a_plain_server_fails_fast(task_census: TaskCensus) -> None
     assert message is not None
     assert message.startswith("TLS failed: ")
     assert spy.kinds == [FailureKind.TLS_ERROR]
-    await task_census.assert_none_left(before)
 
 
 # --- plain ws: ------------------------------------------------------------------------
@@ -228,10 +216,9 @@ async def test_plain_ws_to_a_remote_host_logs_a_warning(
     warned: bool,
     autojump_clock: trio.testing.MockClock,
     caplog: pytest.LogCaptureFixture,
-    task_census: TaskCensus,
+    no_tasks_left: None,
 ) -> None:
     """ws: beyond loopback warns that the token travels in clear text (no network)."""
-    before = set(task_census.live)
     caplog.set_level(logging.WARNING, logger="trio_ws_bus")
     async with open_reference_server(listen=False) as server:
         token = server.issue_token()
@@ -250,15 +237,12 @@ async def test_plain_ws_to_a_remote_host_logs_a_warning(
     else:
         assert warnings == []
     assert token not in caplog.text
-    await task_census.assert_none_left(before)
 
 
-async def test_ssl_context_with_a_plain_url_is_refused(task_census: TaskCensus) -> None:
+async def test_ssl_context_with_a_plain_url_is_refused(no_tasks_left: None) -> None:
     """ssl_context= with ws:/http: is a ValueError before anything connects."""
-    before = set(task_census.live)
     async with open_reference_server(listen=False) as server:
         with pytest.raises(ValueError, match="ssl_context"):
             async with manager_on(server, ssl_context=ssl.create_default_context()):
                 pass  # pragma: no cover
         assert server.transport.attempts == 0
-    await task_census.assert_none_left(before)

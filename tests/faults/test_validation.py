@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from helpers import manager_on
+from helpers import TIMESTAMP, manager_on
 
 from trio_ws_bus import (
     ALERTS_TOPIC,
@@ -109,7 +109,7 @@ async def test_a_reading_keeps_numeric_metrics_and_shows_the_others(
     """A string, a null and an object go to other_metrics, counted; numbers stay."""
     metrics = {"t": 21.5, "n": 3, "ok": True, "fw": "1.4.2", "gone": None}
     metrics["pos"] = {"lat": 1.0, "lon": 2.0}
-    data = {"timestamp": "2024-01-01T00:00:00Z", "metrics": metrics}
+    data = {"timestamp": TIMESTAMP, "metrics": metrics}
     reading = {"type": "telemetry", "device_id": "d1", "data": data}
     async with received() as (server, manager, _, invalid):
         async with manager.telemetry("d1") as d1:
