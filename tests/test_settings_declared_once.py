@@ -1,26 +1,48 @@
 """The manager's options are declared once: in ``ManagerOptions``.
 
-``open_websocket_manager``'s signature, its docs and the checks are all
-held to that one class here, so an option cannot be half-added: a field
-without its argument (or the reverse) or an argument without its doc fails
-a test below.
+``open_websocket_manager``'s signature, its docs, the checks and the CLI's
+flags are all held to that one class here, so an option cannot be
+half-added: a field without its argument (or the reverse), an argument
+without its doc, a CLI flag that reaches the manager without being listed,
+or a listed flag that reaches nothing, fails a test below.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import logging
 import math
 import re
+import shlex
 import ssl
+import sys
 import typing
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+import trio
 from hypothesis import given, strategies as st
 
-from trio_ws_bus import TcpTransport, _settings, open_websocket_manager
+from trio_ws_bus import (
+    PROXY_FROM_ENV,
+    ProxyURL,
+    TcpTransport,
+    _settings,
+    open_websocket_manager,
+)
+from trio_ws_bus._cli import _commands
+from trio_ws_bus._cli._commands import Stop, run_listen
+from trio_ws_bus._cli._main import (
+    LISTEN_MANAGER_OPTIONS,
+    _listen_settings,
+    build_parser,
+)
+from trio_ws_bus._cli._output import Output
 from trio_ws_bus._settings import ManagerOptions, Settings, _entries
 
 #: open_websocket_manager's arguments that are not options: collaborators
@@ -393,3 +415,153 @@ def test_headers_the_library_owns_are_refused_in_any_case(name: str) -> None:
     """Authorization, Host and Sec-WebSocket-*: a ValueError naming the header."""
     with pytest.raises(ValueError, match=f"^additional_headers may not set '{name}'$"):
         options(additional_headers={name: "x"})
+
+
+# --- the command line --------------------------------------------------------------
+
+#: Flags of each command that configure no manager option, and why.
+NOT_MANAGER_OPTIONS = {
+    "demo": {"--duration", "--devices", "--seed", "--json"},  # the demo's own
+    "listen": {
+        "--alerts",  # subscriptions
+        "--device",
+        "--json",  # output
+        "--max-retries",  # backoff, one of FACTORY_ONLY
+        "--duration",  # how long the command runs
+    },
+    "serve": {
+        "--host",  # serve runs a server, not a manager
+        "--port",
+        "--devices",
+        "--seed",
+        "--duration",
+        "--secret-env",
+        "--secret-file",
+        "--drop-every",
+        "--token-file",
+        "--print-token",
+        "--json",
+    },
+}
+ALWAYS = {"--help", "--verbose"}
+COMMANDS = ("demo", "listen", "serve")
+
+
+def flags(command: str) -> set[str]:
+    """The long flags and positional arguments ``COMMAND --help`` shows."""
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown), pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    text = shown.getvalue()
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text)) | set(
+        re.findall(r"^  ([A-Z][A-Z_]*)(?: |$)", text, re.MULTILINE)
+    )
+
+
+def test_listen_lists_only_options_of_the_class() -> None:
+    """Each option listen sets is a field; each listed flag exists."""
+    assert set(LISTEN_MANAGER_OPTIONS) <= set(NAMES)
+    listen = flags("listen")
+    for name, named in LISTEN_MANAGER_OPTIONS.items():
+        assert set(named) <= listen, name
+
+
+def test_every_flag_is_a_listed_option_or_known_not_to_be_one() -> None:
+    """A new flag must be added to LISTEN_MANAGER_OPTIONS or said to be no option."""
+    listed = {flag for named in LISTEN_MANAGER_OPTIONS.values() for flag in named}
+    assert set(NOT_MANAGER_OPTIONS) == set(COMMANDS)
+    for name in COMMANDS:
+        mine = listed if name == "listen" else set()
+        unknown = flags(name) - ALWAYS - mine - NOT_MANAGER_OPTIONS[name]
+        assert not unknown, f"{name}: {sorted(unknown)}"
+        assert not mine & NOT_MANAGER_OPTIONS[name]
+
+
+class Captured(Exception):
+    """Stands in for the manager: what listen handed over, and no connection."""
+
+
+async def listen_hands_over(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """The arguments ``trio-ws-bus listen ARGV`` gives open_websocket_manager."""
+    given: list[dict[str, Any]] = []
+
+    def fake(*args: Any, **kwargs: Any) -> Any:
+        given.append(inspect.signature(FACTORY).bind(*args, **kwargs).arguments)
+        raise Captured
+
+    monkeypatch.setattr(_commands, "open_websocket_manager", fake)
+    settings = _listen_settings(build_parser().parse_args(["listen", *argv]))
+    output = Output(io.StringIO(), io.StringIO(), json=True)
+    with pytest.raises(Captured):
+        await run_listen(settings, output, Stop())
+    (arguments,) = given
+    return arguments
+
+
+def check_token(expected: str) -> Callable[[Any], Any]:
+    async def check(provider: Any) -> bool:
+        return bool(await provider() == expected)
+
+    return check
+
+
+#: For each flag LISTEN_MANAGER_OPTIONS lists: the argv that uses it and what
+#: the option handed to the manager must then be (an async check for token).
+BASE = [URL, "--token-env", "T"]
+PRINT_TOKEN = shlex.join([sys.executable, "-c", "print('tok-c')"])
+FLAG_EFFECTS: dict[str, tuple[list[str], Callable[[Any], Any]]] = {
+    "URL": (["ws://127.0.0.1:8/w", "--token-env", "T"], "ws://127.0.0.1:8/w".__eq__),
+    "--token-env": (BASE, check_token("tok-e")),
+    "--token-file": ([URL, "--token-file", "TOKEN_FILE"], check_token("tok-f")),
+    "--token-command": ([URL, "--token-command", PRINT_TOKEN], check_token("tok-c")),
+    "--token-timeout": (
+        [URL, "--token-command", PRINT_TOKEN, "--token-timeout", "30"],
+        (35.0).__eq__,
+    ),
+    "--proxy": (
+        [*BASE, "--proxy", "http://127.0.0.1:3128"],
+        ProxyURL.parse("http://127.0.0.1:3128").__eq__,
+    ),
+    "--no-proxy": ([*BASE, "--no-proxy"], lambda proxy: proxy is None),
+}
+
+
+def test_each_listed_flag_has_its_effect_here() -> None:
+    """FLAG_EFFECTS covers exactly the flags LISTEN_MANAGER_OPTIONS lists."""
+    listed = {flag for named in LISTEN_MANAGER_OPTIONS.values() for flag in named}
+    assert set(FLAG_EFFECTS) == listed
+
+
+async def test_listen_hands_the_manager_exactly_the_listed_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No option reaches the manager unlisted; defaults where no flag is given."""
+    monkeypatch.setenv("T", "tok-e")
+    arguments = await listen_hands_over(BASE, monkeypatch)
+    assert set(arguments) - set(FACTORY_ONLY) == set(LISTEN_MANAGER_OPTIONS)
+    assert arguments["proxy"] is PROXY_FROM_ENV
+    assert arguments["open_timeout"] == 10.0
+    assert arguments["transport"] is None
+
+
+@pytest.mark.parametrize("flag", list(FLAG_EFFECTS))
+async def test_each_listed_flag_reaches_its_option(
+    flag: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A listed flag changes the option it is listed under, as documented."""
+    monkeypatch.setenv("T", "tok-e")
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-f\n")
+    argv, expected = FLAG_EFFECTS[flag]
+    argv = [str(token_file) if arg == "TOKEN_FILE" else arg for arg in argv]
+    (option,) = (
+        name for name, named in LISTEN_MANAGER_OPTIONS.items() if flag in named
+    )
+    with trio.fail_after(30):
+        value = (await listen_hands_over(argv, monkeypatch))[option]
+        verdict = expected(value)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+    assert verdict, (flag, option)
