@@ -76,7 +76,8 @@ from ._settings import (
     Settings,
     TokenLocation,
     TokenProvider,
-    make_settings,
+    document_options,
+    options_from,
 )
 from ._transport import Transport
 from ._url import redact_url, resolve_target
@@ -590,7 +591,10 @@ def _subscription_key(kind: SubscriptionKind, device_id: str | None) -> Subscrip
 
 
 @asynccontextmanager
-async def open_websocket_manager(
+# Args: the entries of the options (every argument but the four below) are
+# ManagerOptions' own, added in signature order when this module loads.
+@document_options
+async def open_websocket_manager(  # noqa: D417 - the options' Args are added above
     url: str,
     *,
     token: TokenProvider,
@@ -623,84 +627,19 @@ async def open_websocket_manager(
     included) comes out as that same object.
 
     Args:
-        url: Base URL of the backend: ``http(s)://`` or ``ws(s)://``. An empty
-            path becomes ``path``; other query parameters are kept.
-        token: The auth token, or a sync or async callable returning it. A
-            callable is called before every attempt, so it can refresh.
         bus: The bus to publish to; a new :class:`MessageBus` by default.
         backoff: The retry schedule; ``Backoff()`` (1, 2, 4, 8, 16, 30 s, 20
             retries) by default.
         retry_policy: Classifies each failure as retry, retry now, or give up
             (see :doc:`/reconnect_policy`).
-        path: The endpoint path used when ``url`` has none.
         autoconnect: Connect at once; else wait for :meth:`WebSocketManager.connect`.
-        ping_interval: Seconds between heartbeat pings; ``None`` disables them
-            (then a half-open connection is never noticed).
-        ping_timeout: Seconds to wait for a pong before the connection counts
-            as lost, unless data keeps arriving (at least 1 KiB per
-            ``ping_timeout``).
-        open_timeout: Seconds one attempt may take, from the token call to the
-            end of the opening handshake.
-        close_timeout: Seconds a close we start may take before the
-            connection is dropped without the close handshake.
-        ssl_context: TLS settings for ``wss:``/``https:`` URLs; a default,
-            verifying context when ``None``.
-        max_message_size: Largest message accepted, in bytes; a bigger one
-            closes the connection with 1009 and is counted.
-        transport: Opens the byte stream of each attempt; TCP by default. The
-            in-memory transport of :mod:`trio_ws_bus.testing` plugs in here.
-        additional_headers: Extra handshake request headers (a mapping or
-            ``(name, value)`` pairs); ``Authorization``, ``Host`` and
-            ``Sec-WebSocket-*`` are the library's.
-        user_agent: The ``User-Agent`` header; ``None`` sends none.
-        origin: The ``Origin`` header, for servers that check it.
-        subprotocols: Subprotocols to offer, in order of preference; the
-            server's choice is in :meth:`WebSocketManager.statistics`.
-        compression: ``"deflate"`` offers permessage-deflate; ``None`` offers
-            no compression.
-        token_location: ``"query"`` (the seed's ``?token=``) or ``"header"``
-            (``Authorization: Bearer <token>``).
-        proxy: ``"http://[user:pass@]host:port"`` (HTTP CONNECT),
-            ``"socks5://..."`` or ``"socks5h://..."``; TLS runs inside the
-            tunnel for ``wss:``. By default the environment decides (see
-            ``trust_env``); an explicit ``None`` means no proxy, whatever the
-            environment says. Ignored when ``transport`` is given.
-        trust_env: Read ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY``
-            as httpx does, when ``proxy`` is not given.
-        subscriber_wait: The most seconds the connection's reader waits, at a
-            time, for a subscription that passed half its ``max_buffer`` before
-            it reads on (backpressure: TCP slows the server meanwhile). A
-            subscription that has not drained to a quarter of its buffer by
-            then is lagging: it loses messages by its overflow policy until it
-            catches up, and never stalls the others for longer. ``0`` never
-            waits (0.2.0's behaviour: bursts overflow buffers); ``math.inf``
-            waits as long as it takes, as websockets' own clients do.
 
     Raises:
         ValueError: For a URL that can never work (unknown scheme, no host) or
             an out-of-range setting, before anything connects.
+        TypeError: For a setting of the wrong type, before anything connects.
     """
-    settings = make_settings(
-        url,
-        token=token,
-        path=path,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        open_timeout=open_timeout,
-        close_timeout=close_timeout,
-        ssl_context=ssl_context,
-        max_message_size=max_message_size,
-        transport=transport,
-        additional_headers=additional_headers,
-        user_agent=user_agent,
-        origin=origin,
-        subprotocols=subprotocols,
-        compression=compression,
-        token_location=token_location,
-        proxy=proxy,
-        trust_env=trust_env,
-        subscriber_wait=subscriber_wait,
-    )
+    settings = options_from(locals()).resolve()
     manager = WebSocketManager._create(
         settings=settings,
         bus=bus if bus is not None else MessageBus(),

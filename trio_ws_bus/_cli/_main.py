@@ -16,9 +16,9 @@ import shlex
 import sys
 import textwrap
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Final, NoReturn, TextIO
 
 import trio
 
@@ -51,7 +51,20 @@ from ._tokens import (
     TokenSourceError,
 )
 
-__all__ = ["build_parser", "main"]
+__all__ = ["LISTEN_MANAGER_OPTIONS", "build_parser", "main"]
+
+#: The manager options (fields of ``ManagerOptions``) that ``listen`` sets,
+#: and the flags they come from; every other option keeps its default.
+#: ``transport`` is no flag: it is :func:`run_listen`'s argument, for tests.
+#: tests/test_settings_declared_once.py holds this list to the parser and to
+#: what ``listen`` hands the manager, so an option cannot be half-added.
+LISTEN_MANAGER_OPTIONS: Final[Mapping[str, tuple[str, ...]]] = {
+    "url": ("URL",),
+    "token": ("--token-env", "--token-file", "--token-command"),
+    "open_timeout": ("--token-timeout",),
+    "transport": (),
+    "proxy": ("--proxy", "--no-proxy"),
+}
 
 
 #: How every usage error ends.
