@@ -20,8 +20,8 @@ from sansio import (
 )
 
 from trio_ws_bus import ALERTS_TOPIC, ERROR_TOPIC, INVALID_TOPIC, InvalidItem
+from trio_ws_bus._failures import ConnectionFailure, FailureKind
 from trio_ws_bus._protocol import Alert, SubscribeRequest
-from trio_ws_bus._reconnect import ConnectionFailure, FailureKind
 from trio_ws_bus._session import (
     ANSWER_LIMIT,
     HEAD_LIMIT,

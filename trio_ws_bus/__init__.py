@@ -35,6 +35,10 @@ from ._events import (
     ConnectionEvent as ConnectionEvent,
     ConnectionStatus as ConnectionStatus,
 )
+from ._failures import (
+    ConnectionFailure as ConnectionFailure,
+    FailureKind as FailureKind,
+)
 from ._manager import (
     ManagerStatistics as ManagerStatistics,
     WebSocketManager as WebSocketManager,
@@ -49,6 +53,7 @@ from ._protocol import (
     ServerMessage as ServerMessage,
     SubscribedMessage as SubscribedMessage,
     SubscribeRequest as SubscribeRequest,
+    SubscriptionKey as SubscriptionKey,
     SubscriptionKind as SubscriptionKind,
     Telemetry as Telemetry,
     TelemetryData as TelemetryData,
@@ -65,13 +70,10 @@ from ._proxy import (
     ProxyFromEnv as ProxyFromEnv,
     ProxyURL as ProxyURL,
 )
-from ._reconnect import (
-    ConnectionFailure as ConnectionFailure,
-    FailureKind as FailureKind,
+from ._retry import (
     RetryPolicy as RetryPolicy,
     RetryRules as RetryRules,
     RetryVerdict as RetryVerdict,
-    SubscriptionKey as SubscriptionKey,
     default_retry_policy as default_retry_policy,
     fatal_auth_policy as fatal_auth_policy,
     seed_retry_policy as seed_retry_policy,

@@ -35,7 +35,8 @@ from typing import Final
 import trio
 
 from ._bus import MessageBus
-from ._reconnect import ConnectionFailure, FailureKind, SubscriptionLedger
+from ._failures import ConnectionFailure, FailureKind
+from ._ledger import SubscriptionLedger
 from ._routing import Router
 from ._session import (
     ClientSession,

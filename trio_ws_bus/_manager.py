@@ -52,18 +52,12 @@ from ._bus import (
 from ._connection import Connection
 from ._errors import ConnectionGaveUp
 from ._events import ConnectionEvent, ConnectionStatus
+from ._failures import ConnectionFailure, FailureKind
+from ._ledger import SubscriptionLedger
 from ._logs import get_logger
-from ._protocol import Alert, SubscriptionKind, Telemetry
+from ._protocol import Alert, SubscriptionKey, SubscriptionKind, Telemetry
 from ._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
-from ._reconnect import (
-    ConnectionFailure,
-    FailureKind,
-    RetryBudget,
-    RetryPolicy,
-    SubscriptionKey,
-    SubscriptionLedger,
-    default_retry_policy,
-)
+from ._retry import RetryBudget, RetryPolicy, default_retry_policy
 from ._routing import MessageCounters, Router
 from ._secrets import Redactor
 from ._session import ClientSession, Compression, Opened, SessionState

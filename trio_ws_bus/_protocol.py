@@ -86,6 +86,7 @@ __all__ = [
     "ServerMessage",
     "SubscribeRequest",
     "SubscribedMessage",
+    "SubscriptionKey",
     "SubscriptionKind",
     "Telemetry",
     "TelemetryData",
@@ -104,6 +105,9 @@ Action: TypeAlias = Literal["subscribe", "unsubscribe"]
 
 SubscriptionKind: TypeAlias = Literal["alerts", "device"]
 """What a subscription is about: every alert, or one device's telemetry."""
+
+SubscriptionKey: TypeAlias = tuple[SubscriptionKind, "str | None"]
+"""A server subscription: ``("alerts", None)`` or ``("device", device_id)``."""
 
 _ACTIONS: Final = frozenset(("subscribe", "unsubscribe"))
 _KINDS: Final = frozenset(("alerts", "device"))

@@ -80,10 +80,11 @@ from websockets.protocol import State
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import parse_uri
 
+from ._failures import ConnectionFailure, FailureKind
 from ._heartbeat import Heartbeat, HeartbeatAction
 from ._logs import get_logger, short_text
 from ._protocol import SubscribeRequest, encode_client_message
-from ._reconnect import ConnectionFailure, FailureKind, parse_retry_after
+from ._retry import parse_retry_after
 
 __all__ = [
     "ANSWER_LIMIT",

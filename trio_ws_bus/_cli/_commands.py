@@ -29,7 +29,7 @@ from .._errors import ConnectionGaveUp
 from .._events import ConnectionStatus
 from .._manager import WebSocketManager, open_websocket_manager
 from .._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
-from .._reconnect import NOT_RETRIED
+from .._retry import NOT_RETRIED
 from .._secrets import Redactor
 from .._settings import is_loopback
 from .._transport import Transport
