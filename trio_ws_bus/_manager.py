@@ -55,7 +55,13 @@ from ._events import ConnectionEvent, ConnectionStatus
 from ._failures import ConnectionFailure, FailureKind
 from ._ledger import SubscriptionLedger
 from ._logs import get_logger
-from ._protocol import Alert, SubscriptionKey, SubscriptionKind, Telemetry
+from ._protocol import (
+    Alert,
+    SubscriptionKey,
+    SubscriptionKind,
+    Telemetry,
+    subscription_key,
+)
 from ._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
 from ._retry import RetryBudget, RetryPolicy, default_retry_policy
 from ._routing import MessageCounters, Router
@@ -250,7 +256,7 @@ class WebSocketManager:
         Raises:
             ValueError: For an unknown kind or a missing or extra device id.
         """
-        self._ledger.pin(_subscription_key(kind, device_id))
+        self._ledger.pin(subscription_key(kind, device_id))
         self._flush()
 
     def unsubscribe(self, kind: SubscriptionKind, device_id: str | None = None) -> None:
@@ -262,7 +268,7 @@ class WebSocketManager:
         Raises:
             ValueError: For an unknown kind or a missing or extra device id.
         """
-        self._ledger.unpin(_subscription_key(kind, device_id))
+        self._ledger.unpin(subscription_key(kind, device_id))
         self._flush()
 
     @property
@@ -334,7 +340,7 @@ class WebSocketManager:
 
         Works like :meth:`alerts`, for ``telemetry_topic(device_id)``.
         """
-        key = _subscription_key("device", device_id)
+        key = subscription_key("device", device_id)
         async with self._topic_subscription(
             telemetry_topic(device_id), key, max_buffer, overflow
         ) as subscription:
@@ -658,18 +664,6 @@ class WebSocketManager:
 
 
 _PRIVATE: Final = object()
-
-
-def _subscription_key(kind: SubscriptionKind, device_id: str | None) -> SubscriptionKey:
-    if kind == "alerts":
-        if device_id is not None:
-            raise ValueError("an 'alerts' subscription takes no device_id")
-        return ("alerts", None)
-    if kind == "device":
-        if not isinstance(device_id, str) or not device_id:
-            raise ValueError("a 'device' subscription needs a non-empty device_id")
-        return ("device", device_id)
-    raise ValueError(f"kind must be 'alerts' or 'device', got {kind!r}")
 
 
 @asynccontextmanager

@@ -98,6 +98,7 @@ __all__ = [
     "encode_server_message",
     "invalid_binary_frame",
     "salvage_server_message",
+    "subscription_key",
 ]
 
 Action: TypeAlias = Literal["subscribe", "unsubscribe"]
@@ -110,7 +111,36 @@ SubscriptionKey: TypeAlias = tuple[SubscriptionKind, "str | None"]
 """A server subscription: ``("alerts", None)`` or ``("device", device_id)``."""
 
 _ACTIONS: Final = frozenset(("subscribe", "unsubscribe"))
-_KINDS: Final = frozenset(("alerts", "device"))
+
+
+def subscription_key(kind: SubscriptionKind, device_id: str | None) -> SubscriptionKey:
+    """Validate a subscription and return its key: the one owner of the rule.
+
+    >>> subscription_key("device", "d1")
+    ('device', 'd1')
+
+    Args:
+        kind: ``"alerts"`` or ``"device"``.
+        device_id: The device, required and non-empty for ``"device"``; must
+            be ``None`` for ``"alerts"``.
+
+    Returns:
+        ``("alerts", None)`` or ``("device", device_id)``.
+
+    Raises:
+        ValueError: ``kind`` is not one of the allowed strings, or
+            ``device_id`` does not fit it.
+    """
+    if kind == "alerts":
+        if device_id is not None:
+            raise ValueError('an "alerts" subscription takes no device_id')
+        return ("alerts", None)
+    if kind == "device":
+        if not isinstance(device_id, str) or not device_id:
+            raise ValueError('a "device" subscription needs a non-empty device_id')
+        return ("device", device_id)
+    raise ValueError(f'kind must be "alerts" or "device", not {kind!r:.40}')
+
 
 # gc=False: instances of these types are never tracked by the cycle collector.
 # That is safe as long as no reference cycle runs through an instance, which
@@ -344,15 +374,7 @@ class SubscribeRequest(msgspec.Struct, frozen=True, gc=False, omit_defaults=True
             raise ValueError(
                 f'action must be "subscribe" or "unsubscribe", not {self.action!r:.40}'
             )
-        if self.kind not in _KINDS:
-            raise ValueError(
-                f'kind must be "alerts" or "device", not {self.kind!r:.40}'
-            )
-        if self.kind == "device":
-            if not isinstance(self.device_id, str) or not self.device_id:
-                raise ValueError('a "device" subscription needs a non-empty device_id')
-        elif self.device_id is not None:
-            raise ValueError('an "alerts" subscription takes no device_id')
+        subscription_key(self.kind, self.device_id)
 
     @classmethod
     def subscribe(
