@@ -17,11 +17,12 @@ from typing import Any, Final, TextIO
 import attrs
 import msgspec
 
-from .._bus import ALERTS_TOPIC, CONNECTION_TOPIC, ERROR_TOPIC
+from .._bus import ALERTS_TOPIC, CONNECTION_TOPIC, ERROR_TOPIC, telemetry_topic
 from .._events import ConnectionEvent, ConnectionStatus
 from .._manager import ManagerStatistics
 from .._protocol import Alert, Telemetry
 from .._secrets import Redactor
+from .._topics import TELEMETRY_PREFIX
 
 __all__ = [
     "EVENT_BUFFER",
@@ -92,7 +93,7 @@ class Record:
 def topic_of(payload: object) -> str | None:
     """Return the topic the manager publishes ``payload`` on (None if unknown)."""
     if isinstance(payload, Telemetry):
-        return "telemetry:" + payload.device_id
+        return telemetry_topic(payload.device_id)
     if isinstance(payload, ConnectionEvent):
         return CONNECTION_TOPIC
     if isinstance(payload, tuple):
@@ -269,12 +270,13 @@ def _natural_key(topic: str) -> tuple[object, ...]:
 
 
 def _topic_counts(messages: Mapping[str, int]) -> str:
-    telemetry = {t: n for t, n in messages.items() if t.startswith("telemetry:")}
+    telemetry = {t: n for t, n in messages.items() if t.startswith(TELEMETRY_PREFIX)}
     other = sorted((t, n) for t, n in messages.items() if t not in telemetry)
     parts = [f"{printable(t, 60)} {n}" for t, n in other]
     if len(telemetry) > _SUMMARY_TOPICS:
         parts.append(
-            f"telemetry:* {sum(telemetry.values())} from {len(telemetry)} devices"
+            f"{TELEMETRY_PREFIX}* {sum(telemetry.values())} "
+            f"from {len(telemetry)} devices"
         )
     else:
         parts.extend(
