@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from typing import NoReturn
+
+import trio
 
 if sys.version_info >= (3, 11):
     from builtins import BaseExceptionGroup
@@ -15,6 +18,7 @@ __all__ = [
     "BaseExceptionGroup",
     "fixup_module_metadata",
     "leaf_exceptions",
+    "open_nursery_body_as_itself",
     "reraise_alone",
 ]
 
@@ -43,6 +47,43 @@ def reraise_alone(exc: BaseException) -> NoReturn:
     finally:
         exc.__context__ = context
         del exc, context
+
+
+@asynccontextmanager
+async def open_nursery_body_as_itself() -> AsyncIterator[trio.Nursery]:
+    """Open a nursery that lets one failure out as itself, not in a group.
+
+    Trio wraps whatever leaves a nursery in an ``ExceptionGroup``. The rule
+    of every nursery of ours whose failures reach a caller:
+
+    * The group holds only what the body raised (a group included, which the
+      nursery may hold as a copy): the very object the body raised comes out.
+    * The group holds one task's exception (the body, if it failed at all,
+      was cancelled by that failure): that exception comes out.
+    * More than one failed: the group propagates.
+
+    What comes out alone keeps the context it had (:func:`reraise_alone`).
+    Use it where ``trio.open_nursery()`` would stand::
+
+        async with open_nursery_body_as_itself() as nursery:
+            nursery.start_soon(serve)
+            yield server
+    """
+    body_error: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                yield nursery
+            except BaseException as exc:
+                body_error = exc
+                raise
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            (alone,) = group.exceptions
+            if body_error is not None and type(alone) is type(body_error):
+                reraise_alone(body_error)
+            reraise_alone(alone)
+        raise
 
 
 def fixup_module_metadata(module_name: str, namespace: Mapping[str, object]) -> None:

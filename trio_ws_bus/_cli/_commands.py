@@ -34,6 +34,7 @@ from .._secrets import Redactor
 from .._settings import is_loopback
 from .._transport import Transport
 from .._url import redact_url
+from .._util import open_nursery_body_as_itself
 from ._output import EVENT_BUFFER, Output, Tally, plural, records_from
 from ._tokens import CommandToken, TokenSource, TokenSourceError, token_provider
 
@@ -339,7 +340,7 @@ async def run_demo(
             # Cancel inside the manager's context, not around it: a manager
             # whose own context is cancelled cannot close with 1000.
             with stop.scope(), trio.move_on_after(settings.duration):
-                async with trio.open_nursery() as nursery:
+                async with open_nursery_body_as_itself() as nursery:
                     nursery.start_soon(printer.run)
                     with trio.move_on_after(_SUBSCRIBE_WAIT):
                         await server.wait_until(_holds_everything(devices))
@@ -473,7 +474,7 @@ async def _listen(
         ) as manager:
             _subscribe_all(manager, alerts=settings.alerts, devices=settings.devices)
             with stop.scope(), _deadline(settings.duration):
-                async with trio.open_nursery() as nursery:
+                async with open_nursery_body_as_itself() as nursery:
                     nursery.start_soon(printer.run)
                     gave_up = await wait_for_give_up(manager)
                     nursery.cancel_scope.cancel()
@@ -638,7 +639,7 @@ async def run_serve(settings: ServeSettings, out: Output, stop: Stop) -> int:
             FeedSchedule(drop_every=settings.drop_every),
         )
         with stop.scope(), _deadline(settings.duration):
-            async with trio.open_nursery() as nursery:
+            async with open_nursery_body_as_itself() as nursery:
                 nursery.start_soon(feed.run)
                 if not settings.json:
                     nursery.start_soon(_report_clients, server, out, start)
