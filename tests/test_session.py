@@ -540,12 +540,12 @@ def test_connection_lost_while_open_is_1006() -> None:
 
 
 def test_peer_stalled_drops_without_sending() -> None:
-    """A peer that stopped reading: 1006 "Heartbeat timeout", queued bytes dropped."""
+    """A peer that stopped reading: 1006 "Write stalled", queued bytes dropped."""
     client = opened()
     client.ledger.pin(("alerts", None))
     client.flush()
     client.session.peer_stalled(3.0)
-    assert client.session.outcome == closed(1006, "Heartbeat timeout", 3.0)
+    assert client.session.outcome == closed(1006, "Write stalled", 3.0)
     assert client.output() == b""
 
 
