@@ -120,7 +120,7 @@ HEARTBEAT_TIMEOUT: Final = "Heartbeat timeout"
 #: timeout: no close frame can go out.
 WRITE_STALLED: Final = "Write stalled"
 
-logger = get_logger("trio_ws_bus.connection")
+logger = get_logger("trio_ws_bus.session")
 
 Compression = Literal["deflate"] | None
 
