@@ -27,14 +27,13 @@ from trio_ws_bus._protocol import (
     TelemetryData,
     TelemetryMessage,
     UnsubscribedMessage,
-    decode_client_message,
     decode_server_message,
     encode_client_message,
-    encode_server_message,
     invalid_binary_frame,
     salvage_server_message,
     subscription_key,
 )
+from trio_ws_bus.testing._codec import decode_client_message, encode_server_message
 
 SERVER_MESSAGE_TYPES = (
     AlertsMessage,

@@ -61,7 +61,6 @@ from ._protocol import (
     UnsubscribedMessage as UnsubscribedMessage,
     decode_server_message as decode_server_message,
     encode_client_message as encode_client_message,
-    encode_server_message as encode_server_message,
     invalid_binary_frame as invalid_binary_frame,
     salvage_server_message as salvage_server_message,
 )
@@ -98,6 +97,9 @@ from ._url import (
 from ._util import fixup_module_metadata as _fixup_module_metadata
 from ._version import (
     __version__ as __version__,
+)
+from .testing._codec import (
+    encode_server_message as encode_server_message,
 )
 
 __all__ = [

@@ -67,7 +67,6 @@ An :class:`InvalidItem` carries the raw text of what was rejected, cut to
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeAlias
@@ -92,10 +91,8 @@ __all__ = [
     "TelemetryData",
     "TelemetryMessage",
     "UnsubscribedMessage",
-    "decode_client_message",
     "decode_server_message",
     "encode_client_message",
-    "encode_server_message",
     "invalid_binary_frame",
     "salvage_server_message",
     "subscription_key",
@@ -421,7 +418,6 @@ class SubscribeRequest(msgspec.Struct, frozen=True, gc=False, omit_defaults=True
 _server_decoder: Final[msgspec.json.Decoder[ServerMessage]] = msgspec.json.Decoder(
     ServerMessage
 )
-_client_decoder: Final = msgspec.json.Decoder(SubscribeRequest)
 _encoder: Final = msgspec.json.Encoder()
 
 _MAX_REASON: Final = 200
@@ -673,24 +669,6 @@ def invalid_item(
     return InvalidItem(reason, _raw_text(data, scrub))
 
 
-def decode_client_message(
-    data: str | bytes | bytearray | memoryview,
-) -> SubscribeRequest:
-    """Decode and validate one frame from a client (for servers and tests).
-
-    Args:
-        data: The frame: text, or UTF-8 bytes.
-
-    Returns:
-        The validated request.
-
-    Raises:
-        ProtocolError: The frame is not a valid :class:`SubscribeRequest`.
-    """
-    request: SubscribeRequest = _decode(_client_decoder, data)
-    return request
-
-
 def encode_client_message(request: SubscribeRequest) -> str:
     """Encode a request as the compact JSON text the server expects.
 
@@ -705,44 +683,3 @@ def encode_client_message(request: SubscribeRequest) -> str:
         The JSON text.
     """
     return _encoder.encode(request).decode()
-
-
-def _check_finite(message: ServerMessage) -> None:
-    # msgspec writes NaN and infinities as ``null``: refuse rather than send a
-    # message that would not decode back to what was encoded.
-    if isinstance(message, TelemetryMessage):
-        values: list[Any] = list(message.data.metrics.values())
-    elif isinstance(message, AlertsMessage):
-        values = [alert.details for alert in message.alerts]
-    else:
-        return
-    while values:
-        value = values.pop()
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise ValueError("cannot encode a non-finite float as JSON")
-        elif isinstance(value, dict):
-            values.extend(value.values())
-        elif isinstance(value, list | tuple):
-            values.extend(value)
-
-
-def encode_server_message(message: ServerMessage) -> str:
-    """Encode a server message as compact JSON text (for servers and tests).
-
-    ``decode_server_message(encode_server_message(m)) == m`` for every valid
-    message ``m``.
-
-    Args:
-        message: The message to send.
-
-    Returns:
-        The JSON text, with the ``type`` tag first.
-
-    Raises:
-        ValueError: The message holds a non-finite float (in ``metrics`` or
-            ``details``), or a string with a lone surrogate.
-        TypeError: ``details`` holds a value that is not JSON.
-    """
-    _check_finite(message)
-    return _encoder.encode(message).decode()

@@ -91,14 +91,19 @@ def fixup_module_metadata(module_name: str, namespace: Mapping[str, object]) -> 
 
     ``trio_ws_bus._bus.MessageBus`` becomes ``trio_ws_bus.MessageBus`` in reprs,
     tracebacks, pickles and the rendered docs, as Trio does for its own names.
-    Only objects defined in a private submodule of ``module_name`` change, and
-    not msgspec Structs: msgspec evaluates their annotations in the module that
-    ``__module__`` names, so ``inspect.signature()`` would break.
+    Only objects defined in a private module below ``module_name`` change
+    (``trio_ws_bus.testing._codec`` included), and not msgspec Structs: msgspec
+    evaluates their annotations in the module that ``__module__`` names, so
+    ``inspect.signature()`` would break.
     """
-    private = module_name + "._"
+
+    def private(module: str) -> bool:
+        below = module.startswith(module_name + ".")
+        return below and any(part.startswith("_") for part in module.split("."))
+
     for name, obj in namespace.items():
         if not (isinstance(obj, type) or callable(obj)) or isinstance(obj, str):
             continue  # values (a Topic is a str) keep their class's module
-        ours = getattr(obj, "__module__", "").startswith(private)
+        ours = private(getattr(obj, "__module__", ""))
         if ours and not name.startswith("_") and not hasattr(obj, "__struct_fields__"):
             obj.__module__ = module_name
