@@ -18,7 +18,7 @@ from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from trio_ws_bus._reconnect import SubscriptionLedger
+from trio_ws_bus._ledger import SubscriptionLedger
 from trio_ws_bus._routing import MessageCounters, Router
 from trio_ws_bus._session import (
     ClientSession,

@@ -28,10 +28,14 @@ import trio.testing
 from helpers import MEMORY_URL, NO_RETRY, ROOT, TIMESTAMP
 
 from trio_ws_bus import (
+    ALERTS_TOPIC,
     CONNECTION_TOPIC,
+    ERROR_TOPIC,
+    INVALID_TOPIC,
     Alert,
     ConnectionEvent,
     ConnectionStatus,
+    InvalidItem,
     MessageBus,
     Telemetry,
     decode_server_message,
@@ -105,46 +109,63 @@ def one_line(text: str) -> str:
 def test_text_lines_align_their_columns() -> None:
     """Telemetry, alert and error lines put source and details in the same columns."""
     records = [
-        *records_from(telemetry("d-1", rpm=1200, temperature=21.5), 1.5),
-        *records_from((alert(7, device_id="pump-12", severity=4),), 12.25),
-        *records_from("quota exceeded", 123.0),
+        *records_from(
+            "telemetry:d-1", telemetry("d-1", rpm=1200, temperature=21.5), 1.5
+        ),
+        *records_from(
+            ALERTS_TOPIC, (alert(7, device_id="pump-12", severity=4),), 12.25
+        ),
+        *records_from(ERROR_TOPIC, "quota exceeded", 123.0),
+        *records_from(INVALID_TOPIC, InvalidItem("bad alert", '{"x":1}'), 124.0),
     ]
     lines = [format_text(record, width=8) for record in records]
     assert lines[0] == "    1.50  telemetry  d-1       rpm=1200  temperature=21.5"
     assert lines[1].startswith("   12.25  ALERT      pump-12   sev 4  NO_HEARTBEAT  ")
     assert lines[1].endswith("  #7")
     assert lines[2] == "  123.00  ERROR      server    quota exceeded"
+    assert lines[3] == '  124.00  INVALID    server    bad alert  {"x":1}'
     # time (8) | 2 | kind (9) | 2 | source (width 8) | 2 | details
     assert {(line[8:10], line[19:21], line[29:31]) for line in lines} == {("  ",) * 3}
-    assert [line[21:29].rstrip() for line in lines] == ["d-1", "pump-12", "server"]
+    assert [line[21:29].rstrip() for line in lines] == [
+        "d-1",
+        "pump-12",
+        "server",
+        "server",
+    ]
     assert all(line[31] != " " for line in lines)
 
 
 def test_connection_lines_stand_out() -> None:
     """A status change is a capitalised *** line; in colour, bold and coloured."""
     event = ConnectionEvent(ConnectionStatus.DISCONNECTED, retry_in=0.5, retry_count=1)
-    (record,) = records_from(event, 4.0)
+    (record,) = records_from(CONNECTION_TOPIC, event, 4.0)
     assert format_text(record) == "    4.00  *** DISCONNECTED retry 1 in 0.50 s"
-    (lost,) = records_from(ConnectionEvent(ConnectionStatus.DISCONNECTED, code=1006), 4)
+    lost_event = ConnectionEvent(ConnectionStatus.DISCONNECTED, code=1006)
+    (lost,) = records_from(CONNECTION_TOPIC, lost_event, 4)
     assert format_text(lost).endswith("*** DISCONNECTED code 1006 (connection lost)")
-    (connected,) = records_from(ConnectionEvent(ConnectionStatus.CONNECTED), 4.5)
+    connected_event = ConnectionEvent(ConnectionStatus.CONNECTED)
+    (connected,) = records_from(CONNECTION_TOPIC, connected_event, 4.5)
     assert format_text(connected) == "    4.50  *** CONNECTED"
     colored = format_text(connected, color=True)
     assert "\x1b[1;32m*** CONNECTED" in colored
-    (reading,) = records_from(telemetry(), 5.0)
+    (reading,) = records_from("telemetry:device-1", telemetry(), 5.0)
     assert "\x1b[1" not in format_text(reading, color=True)
     assert "***" not in format_text(reading)
 
 
 def test_json_lines_are_valid_objects_with_t_kind_and_topic() -> None:
     """Every kind formats as one JSON object per line; an alert batch gives one each."""
-    payloads: list[object] = [
-        telemetry("d-1", rpm=3, on=True, temp=1.5),
-        (alert(1), alert(2, details=None)),
-        "bad request",
-        ConnectionEvent(ConnectionStatus.ERROR, message="No auth token"),
+    payloads: list[tuple[str, object]] = [
+        ("telemetry:d-1", telemetry("d-1", rpm=3, on=True, temp=1.5)),
+        (ALERTS_TOPIC, (alert(1), alert(2, details=None))),
+        (ERROR_TOPIC, "bad request"),
+        (
+            CONNECTION_TOPIC,
+            ConnectionEvent(ConnectionStatus.ERROR, message="No auth token"),
+        ),
+        (INVALID_TOPIC, InvalidItem("binary frame", "\\x00")),
     ]
-    records = [r for p in payloads for r in records_from(p, 1.23456)]
+    records = [r for t, p in payloads for r in records_from(t, p, 1.23456)]
     lines = [format_json(record) for record in records]
     assert all("\n" not in line for line in lines)
     objects = [json.loads(line) for line in lines]
@@ -154,6 +175,7 @@ def test_json_lines_are_valid_objects_with_t_kind_and_topic() -> None:
         ("alert", "alerts"),
         ("error", "error"),
         ("connection", "connection"),
+        ("invalid", "invalid"),
     ]
     assert objects[0]["metrics"] == {"rpm": 3, "on": True, "temp": 1.5}
     assert objects[0]["t"] == 1.235
@@ -163,11 +185,12 @@ def test_json_lines_are_valid_objects_with_t_kind_and_topic() -> None:
     assert objects[4]["status"] == "error"
     assert objects[4]["message"] == "No auth token"
     assert objects[4]["code"] is None
+    assert (objects[5]["reason"], objects[5]["raw"]) == ("binary frame", "\\x00")
 
 
 def test_server_text_cannot_break_lines_or_drive_the_terminal() -> None:
     """Control characters in server text are escaped and long text is cut."""
-    (record,) = records_from("boom\n\x1b[2J" + "x" * 500, 0.0)
+    (record,) = records_from(ERROR_TOPIC, "boom\n\x1b[2J" + "x" * 500, 0.0)
     line = format_text(record)
     assert "\n" not in line
     assert "\x1b" not in line
@@ -256,7 +279,7 @@ def test_output_writes_records_summary_and_notes_where_they_belong() -> None:
     out, err = io.StringIO(), io.StringIO()
     output = Output(out, err, prog="trio-ws-bus listen", json=True)
     output.text("a header for people")
-    (record,) = records_from(telemetry(), 0.5)
+    (record,) = records_from("telemetry:device-1", telemetry(), 0.5)
     output.record(record)
     output.note("gave up: reasons")
     assert [line["kind"] for line in json_lines(out.getvalue())] == ["telemetry"]
@@ -817,6 +840,53 @@ async def test_listen_never_prints_a_token_the_server_echoes(
     assert "tok-9c" not in shown
     assert shown.count("***") >= 4
     assert "invalid token ***" in shown
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+async def test_listen_prints_what_the_server_sent_invalid(
+    autojump_clock: trio.testing.MockClock, as_json: bool
+) -> None:
+    """Items on INVALID_TOPIC are printed with their reason, never with the token."""
+    out, err = io.StringIO(), io.StringIO()
+    async with open_reference_server(listen=False) as server:
+        token = server.issue_token()
+        settings = listen_settings(token, duration=30.0)
+
+        async def send_invalid() -> None:
+            await server.wait_subscribed("alerts")
+            await server.send_raw("not json at all")
+            bad_alert = {**make_alert(2), "severity": f"high {token}"}
+            await server.send_raw(
+                json.dumps({"type": "alerts", "alerts": [make_alert(1), bad_alert]})
+            )
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_invalid)
+            output = Output(out, err, json=as_json)
+            assert (
+                await run_listen(settings, output, Stop(), transport=server.transport)
+                == 0
+            )
+    shown = out.getvalue() + err.getvalue()
+    assert [form for form in token_forms(token) if form in shown] == []
+    if as_json:
+        lines = json_lines(out.getvalue())
+        invalid = [line for line in lines if line["kind"] == "invalid"]
+        assert [(line["topic"], line["raw"][:15]) for line in invalid] == [
+            ("invalid", "not json at all"),
+            ("invalid", '{"alert_id": 2,'),
+        ]
+        assert "high ***" in invalid[1]["raw"]
+        assert [line["alert_id"] for line in lines if line["kind"] == "alert"] == [1]
+        (summary,) = [line for line in lines if line["kind"] == "summary"]
+        assert summary["messages"]["invalid"] == 2
+    else:
+        shown_lines = out.getvalue().splitlines()
+        texts = [line for line in shown_lines if "INVALID" in line]
+        assert len(texts) == 2
+        assert "server    " in texts[0]
+        assert "not json at all" in texts[0]
+        assert "high ***" in texts[1]
 
 
 async def test_serve_with_a_stable_secret_issues_tokens_that_survive_a_restart(

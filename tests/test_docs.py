@@ -296,9 +296,22 @@ def test_logging_page_names_every_logger_and_record_field() -> None:
         re.findall(r"(?:getLogger|get_logger)\(\s*\"(trio_ws_bus[\w.]*)\"", source)
     )
     fields = set(re.findall(r"\"(ws_bus_\w+)\"\s*:", source))  # extra={...} keys
-    assert "trio_ws_bus.manager" in loggers
+    assert {"trio_ws_bus.manager", "trio_ws_bus.session"} <= loggers
     for name in sorted(loggers | fields):
         assert f"``{name}``" in page, f"docs/logging.rst lacks {name}"
+
+
+#: Logger names that follow no single module, as docs/logging.rst explains.
+SHARED_LOGGERS = {"trio_ws_bus.wire", "trio_ws_bus.testing"}
+
+
+def test_each_logger_is_named_after_its_module() -> None:
+    """``_session.py`` logs as ``trio_ws_bus.session``; only shared names differ."""
+    for path in sorted((ROOT / "trio_ws_bus").glob("_*.py")):
+        source = path.read_text(encoding="utf-8")
+        names = set(re.findall(r"get_logger\(\s*\"(trio_ws_bus[\w.]*)\"", source))
+        expected = "trio_ws_bus." + path.stem.lstrip("_")
+        assert names - SHARED_LOGGERS <= {expected}, path.name
 
 
 # --- README ------------------------------------------------------------------

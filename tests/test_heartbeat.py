@@ -7,8 +7,8 @@ import math
 from hypothesis import given, strategies as st
 from sansio import Client, Peer, client_frames
 
+from trio_ws_bus._failures import ConnectionFailure, FailureKind
 from trio_ws_bus._heartbeat import LIVELINESS_BYTES, Heartbeat, HeartbeatAction
-from trio_ws_bus._reconnect import ConnectionFailure, FailureKind
 from trio_ws_bus._session import SessionState
 from trio_ws_bus.testing import Opcode, encode_frame
 

@@ -28,7 +28,7 @@ from trio_ws_bus._lifecycle import (
     Phase,
     Step,
 )
-from trio_ws_bus._reconnect import MAX_RETRIES_MESSAGE, RetryBudget
+from trio_ws_bus._retry import MAX_RETRIES_MESSAGE, RetryBudget
 
 LOST = ConnectionFailure(FailureKind.CLOSED, close_code=1006)
 REFUSED = ConnectionFailure(FailureKind.UNREACHABLE, reason="Connection refused")

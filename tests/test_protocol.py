@@ -27,13 +27,13 @@ from trio_ws_bus._protocol import (
     TelemetryData,
     TelemetryMessage,
     UnsubscribedMessage,
-    decode_client_message,
     decode_server_message,
     encode_client_message,
-    encode_server_message,
     invalid_binary_frame,
     salvage_server_message,
+    subscription_key,
 )
+from trio_ws_bus.testing._codec import decode_client_message, encode_server_message
 
 SERVER_MESSAGE_TYPES = (
     AlertsMessage,
@@ -421,6 +421,32 @@ def test_subscribe_request_validation(args: tuple[Any, ...], match: str) -> None
     """Invalid action, kind or device_id raise ValueError at construction."""
     with pytest.raises(ValueError, match=match):
         SubscribeRequest(*args)
+
+
+@pytest.mark.parametrize(
+    ("kind", "device_id", "match"),
+    [
+        ("device", None, "non-empty device_id"),
+        ("device", "", "non-empty device_id"),
+        ("alerts", "d1", "takes no device_id"),
+        ("telemetry", None, "kind must be"),
+    ],
+)
+def test_subscription_key_validates_like_the_request(
+    kind: Any, device_id: Any, match: str
+) -> None:
+    """subscription_key() refuses what SubscribeRequest refuses, with its reason."""
+    with pytest.raises(ValueError, match=match):
+        subscription_key(kind, device_id)
+    with pytest.raises(ValueError, match=match):
+        SubscribeRequest.subscribe(kind, device_id)
+
+
+def test_subscription_key_is_the_request_key() -> None:
+    """The key of a valid subscription is the one its request carries."""
+    assert subscription_key("alerts", None) == ("alerts", None)
+    assert subscription_key("device", "d1") == ("device", "d1")
+    assert SubscribeRequest.subscribe("device", "d1").key == ("device", "d1")
 
 
 def test_named_constructors_validate() -> None:

@@ -24,13 +24,9 @@ from trio_ws_bus import (
     fatal_auth_policy,
     seed_retry_policy,
 )
-from trio_ws_bus._reconnect import (
-    MAX_RETRIES_MESSAGE,
-    RetryBudget,
-    SubscriptionKey,
-    SubscriptionLedger,
-    parse_retry_after,
-)
+from trio_ws_bus._ledger import SubscriptionLedger
+from trio_ws_bus._protocol import SubscriptionKey
+from trio_ws_bus._retry import MAX_RETRIES_MESSAGE, RetryBudget, parse_retry_after
 
 CLOSED = ConnectionFailure(FailureKind.CLOSED, close_code=1006)
 REFUSED = ConnectionFailure(FailureKind.UNREACHABLE, reason="refused")

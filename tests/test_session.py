@@ -20,8 +20,8 @@ from sansio import (
 )
 
 from trio_ws_bus import ALERTS_TOPIC, ERROR_TOPIC, INVALID_TOPIC, InvalidItem
+from trio_ws_bus._failures import ConnectionFailure, FailureKind
 from trio_ws_bus._protocol import Alert, SubscribeRequest
-from trio_ws_bus._reconnect import ConnectionFailure, FailureKind
 from trio_ws_bus._session import (
     ANSWER_LIMIT,
     HEAD_LIMIT,
@@ -540,12 +540,12 @@ def test_connection_lost_while_open_is_1006() -> None:
 
 
 def test_peer_stalled_drops_without_sending() -> None:
-    """A peer that stopped reading: 1006 "Heartbeat timeout", queued bytes dropped."""
+    """A peer that stopped reading: 1006 "Write stalled", queued bytes dropped."""
     client = opened()
     client.ledger.pin(("alerts", None))
     client.flush()
     client.session.peer_stalled(3.0)
-    assert client.session.outcome == closed(1006, "Heartbeat timeout", 3.0)
+    assert client.session.outcome == closed(1006, "Write stalled", 3.0)
     assert client.output() == b""
 
 

@@ -160,7 +160,7 @@ def test_the_sans_io_session_imports_no_trio() -> None:
     It returns events and leaves routing to the pump: no router, no bus below it.
     """
     core = local_imports("_session")
-    assert {"_session", "_heartbeat", "_protocol", "_reconnect"} <= core
+    assert {"_session", "_heartbeat", "_protocol", "_failures", "_retry"} <= core
     assert not {"_routing", "_bus", "_subscription", "_connection"} & core
     for name in sorted(core):
         tree = ast.parse((PACKAGE / f"{name}.py").read_text(encoding="utf-8"))

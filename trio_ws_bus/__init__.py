@@ -35,6 +35,10 @@ from ._events import (
     ConnectionEvent as ConnectionEvent,
     ConnectionStatus as ConnectionStatus,
 )
+from ._failures import (
+    ConnectionFailure as ConnectionFailure,
+    FailureKind as FailureKind,
+)
 from ._manager import (
     ManagerStatistics as ManagerStatistics,
     NotAContextManager as NotAContextManager,
@@ -50,6 +54,7 @@ from ._protocol import (
     ServerMessage as ServerMessage,
     SubscribedMessage as SubscribedMessage,
     SubscribeRequest as SubscribeRequest,
+    SubscriptionKey as SubscriptionKey,
     SubscriptionKind as SubscriptionKind,
     Telemetry as Telemetry,
     TelemetryData as TelemetryData,
@@ -57,7 +62,6 @@ from ._protocol import (
     UnsubscribedMessage as UnsubscribedMessage,
     decode_server_message as decode_server_message,
     encode_client_message as encode_client_message,
-    encode_server_message as encode_server_message,
     invalid_binary_frame as invalid_binary_frame,
     salvage_server_message as salvage_server_message,
 )
@@ -66,13 +70,10 @@ from ._proxy import (
     ProxyFromEnv as ProxyFromEnv,
     ProxyURL as ProxyURL,
 )
-from ._reconnect import (
-    ConnectionFailure as ConnectionFailure,
-    FailureKind as FailureKind,
+from ._retry import (
     RetryPolicy as RetryPolicy,
     RetryRules as RetryRules,
     RetryVerdict as RetryVerdict,
-    SubscriptionKey as SubscriptionKey,
     default_retry_policy as default_retry_policy,
     fatal_auth_policy as fatal_auth_policy,
     seed_retry_policy as seed_retry_policy,
@@ -97,6 +98,9 @@ from ._url import (
 from ._util import fixup_module_metadata as _fixup_module_metadata
 from ._version import (
     __version__ as __version__,
+)
+from .testing._codec import (
+    encode_server_message as encode_server_message,
 )
 
 __all__ = [

@@ -14,8 +14,8 @@ import logging
 import attrs
 import trio
 
+from ._failures import ConnectionFailure, FailureKind
 from ._logs import get_logger
-from ._reconnect import ConnectionFailure, FailureKind
 from ._session import ClientSession
 from ._settings import Settings, token_problem
 from ._transport import failure_from_os_error

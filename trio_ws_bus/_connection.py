@@ -19,7 +19,8 @@ Two tasks per connection, and nothing else touches the stream:
   (heartbeat, close deadline).
 
 A write that cannot finish within ``send_timeout`` (the peer stopped
-reading) counts as a lost peer, as a heartbeat timeout does. When the
+reading) counts as a lost peer, as a heartbeat timeout does, with its own
+reason: 1006 "Write stalled". When the
 session finishes, the writer sends what is left (bounded by
 ``close_timeout``), the reader is cancelled (messages it had already read are
 still routed) and the stream is closed at once.
@@ -35,7 +36,8 @@ from typing import Final
 import trio
 
 from ._bus import MessageBus
-from ._reconnect import ConnectionFailure, FailureKind, SubscriptionLedger
+from ._failures import ConnectionFailure, FailureKind
+from ._ledger import SubscriptionLedger
 from ._routing import Router
 from ._session import (
     ClientSession,

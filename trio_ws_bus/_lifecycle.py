@@ -35,8 +35,9 @@ from typing import Final
 import attrs
 
 from ._events import ConnectionEvent, ConnectionStatus
+from ._failures import ConnectionFailure, FailureKind
 from ._logs import get_logger
-from ._reconnect import ConnectionFailure, FailureKind, RetryBudget
+from ._retry import RetryBudget
 
 __all__ = [
     "NO_TOKEN_MESSAGE",

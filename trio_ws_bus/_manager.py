@@ -51,19 +51,19 @@ from ._bus import (
 from ._connection import Connection
 from ._errors import ConnectionGaveUp
 from ._events import ConnectionEvent, ConnectionStatus
+from ._failures import ConnectionFailure, FailureKind
+from ._ledger import SubscriptionLedger
 from ._lifecycle import Command, Lifecycle, Phase, Step
 from ._logs import get_logger
-from ._protocol import Alert, SubscriptionKind, Telemetry
-from ._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
-from ._reconnect import (
-    ConnectionFailure,
-    FailureKind,
-    RetryBudget,
-    RetryPolicy,
+from ._protocol import (
+    Alert,
     SubscriptionKey,
-    SubscriptionLedger,
-    default_retry_policy,
+    SubscriptionKind,
+    Telemetry,
+    subscription_key,
 )
+from ._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
+from ._retry import RetryBudget, RetryPolicy, default_retry_policy
 from ._routing import MessageCounters, Router
 from ._secrets import Redactor
 from ._session import ClientSession, Compression, Opened, SessionState
@@ -81,7 +81,7 @@ from ._settings import (
 )
 from ._transport import Transport
 from ._url import redact_url, resolve_target
-from ._util import BaseExceptionGroup, NoPublicConstructor, reraise_alone
+from ._util import NoPublicConstructor, open_nursery_body_as_itself
 
 __all__ = [
     "ManagerStatistics",
@@ -225,7 +225,7 @@ class WebSocketManager(metaclass=NoPublicConstructor):
             ValueError: For an unknown kind or a missing or extra device id.
             trio.ClosedResourceError: If the manager's context has exited.
         """
-        key = _subscription_key(kind, device_id)
+        key = subscription_key(kind, device_id)
         self._refuse_if_closed()
         if not self._ledger.pin(key):
             return NotAContextManager(lambda: None)
@@ -243,7 +243,7 @@ class WebSocketManager(metaclass=NoPublicConstructor):
         Raises:
             ValueError: For an unknown kind or a missing or extra device id.
         """
-        self._ledger.unpin(_subscription_key(kind, device_id))
+        self._ledger.unpin(subscription_key(kind, device_id))
         self._flush()
 
     @property
@@ -321,7 +321,7 @@ class WebSocketManager(metaclass=NoPublicConstructor):
         Works like :meth:`alerts` (it ends, and refuses, the same way), for
         ``telemetry_topic(device_id)``.
         """
-        key = _subscription_key("device", device_id)
+        key = subscription_key("device", device_id)
         async with self._topic_subscription(
             telemetry_topic(device_id), key, max_buffer, overflow
         ) as subscription:
@@ -578,18 +578,6 @@ class NotAContextManager:
         """Never reached: ``__aenter__`` always raises."""
 
 
-def _subscription_key(kind: SubscriptionKind, device_id: str | None) -> SubscriptionKey:
-    if kind == "alerts":
-        if device_id is not None:
-            raise ValueError("an 'alerts' subscription takes no device_id")
-        return ("alerts", None)
-    if kind == "device":
-        if not isinstance(device_id, str) or not device_id:
-            raise ValueError("a 'device' subscription needs a non-empty device_id")
-        return ("device", device_id)
-    raise ValueError(f"kind must be 'alerts' or 'device', got {kind!r}")
-
-
 @asynccontextmanager
 # Args: the entries of the options (every argument but the four below) are
 # ManagerOptions' own, added in signature order when this module loads.
@@ -646,31 +634,17 @@ async def open_websocket_manager(  # noqa: D417 - the options' Args are added ab
         backoff=backoff if backoff is not None else Backoff(),
         retry_policy=retry_policy,
     )
-    body_error: BaseException | None = None
     try:
-        async with trio.open_nursery() as nursery:
+        async with open_nursery_body_as_itself() as nursery:
             await nursery.start(manager._run)
             if autoconnect:
                 manager.connect()
             try:
                 yield manager
-            except BaseException as exc:
-                body_error = exc
-                raise
             finally:
                 with trio.CancelScope(shield=True):
                     await manager._shutdown()
                 manager._run_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The body's own exception (a group included) comes out as itself: the
-        # nursery wrapped it (a group, possibly as a copy), and nothing else.
-        if (
-            body_error is not None
-            and len(group.exceptions) == 1
-            and type(group.exceptions[0]) is type(body_error)
-        ):
-            reraise_alone(body_error)
-        raise
     finally:
         # Every task is gone: this manager's token stops scrubbing log records.
         manager._redact.close()

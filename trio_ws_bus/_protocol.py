@@ -67,7 +67,6 @@ An :class:`InvalidItem` carries the raw text of what was rejected, cut to
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeAlias
@@ -86,17 +85,17 @@ __all__ = [
     "ServerMessage",
     "SubscribeRequest",
     "SubscribedMessage",
+    "SubscriptionKey",
     "SubscriptionKind",
     "Telemetry",
     "TelemetryData",
     "TelemetryMessage",
     "UnsubscribedMessage",
-    "decode_client_message",
     "decode_server_message",
     "encode_client_message",
-    "encode_server_message",
     "invalid_binary_frame",
     "salvage_server_message",
+    "subscription_key",
 ]
 
 Action: TypeAlias = Literal["subscribe", "unsubscribe"]
@@ -105,8 +104,40 @@ Action: TypeAlias = Literal["subscribe", "unsubscribe"]
 SubscriptionKind: TypeAlias = Literal["alerts", "device"]
 """What a subscription is about: every alert, or one device's telemetry."""
 
+SubscriptionKey: TypeAlias = tuple[SubscriptionKind, "str | None"]
+"""A server subscription: ``("alerts", None)`` or ``("device", device_id)``."""
+
 _ACTIONS: Final = frozenset(("subscribe", "unsubscribe"))
-_KINDS: Final = frozenset(("alerts", "device"))
+
+
+def subscription_key(kind: SubscriptionKind, device_id: str | None) -> SubscriptionKey:
+    """Validate a subscription and return its key: the one owner of the rule.
+
+    >>> subscription_key("device", "d1")
+    ('device', 'd1')
+
+    Args:
+        kind: ``"alerts"`` or ``"device"``.
+        device_id: The device, required and non-empty for ``"device"``; must
+            be ``None`` for ``"alerts"``.
+
+    Returns:
+        ``("alerts", None)`` or ``("device", device_id)``.
+
+    Raises:
+        ValueError: ``kind`` is not one of the allowed strings, or
+            ``device_id`` does not fit it.
+    """
+    if kind == "alerts":
+        if device_id is not None:
+            raise ValueError('an "alerts" subscription takes no device_id')
+        return ("alerts", None)
+    if kind == "device":
+        if not isinstance(device_id, str) or not device_id:
+            raise ValueError('a "device" subscription needs a non-empty device_id')
+        return ("device", device_id)
+    raise ValueError(f'kind must be "alerts" or "device", not {kind!r:.40}')
+
 
 # gc=False: instances of these types are never tracked by the cycle collector.
 # That is safe as long as no reference cycle runs through an instance, which
@@ -340,15 +371,7 @@ class SubscribeRequest(msgspec.Struct, frozen=True, gc=False, omit_defaults=True
             raise ValueError(
                 f'action must be "subscribe" or "unsubscribe", not {self.action!r:.40}'
             )
-        if self.kind not in _KINDS:
-            raise ValueError(
-                f'kind must be "alerts" or "device", not {self.kind!r:.40}'
-            )
-        if self.kind == "device":
-            if not isinstance(self.device_id, str) or not self.device_id:
-                raise ValueError('a "device" subscription needs a non-empty device_id')
-        elif self.device_id is not None:
-            raise ValueError('an "alerts" subscription takes no device_id')
+        subscription_key(self.kind, self.device_id)
 
     @classmethod
     def subscribe(
@@ -395,7 +418,6 @@ class SubscribeRequest(msgspec.Struct, frozen=True, gc=False, omit_defaults=True
 _server_decoder: Final[msgspec.json.Decoder[ServerMessage]] = msgspec.json.Decoder(
     ServerMessage
 )
-_client_decoder: Final = msgspec.json.Decoder(SubscribeRequest)
 _encoder: Final = msgspec.json.Encoder()
 
 _MAX_REASON: Final = 200
@@ -647,24 +669,6 @@ def invalid_item(
     return InvalidItem(reason, _raw_text(data, scrub))
 
 
-def decode_client_message(
-    data: str | bytes | bytearray | memoryview,
-) -> SubscribeRequest:
-    """Decode and validate one frame from a client (for servers and tests).
-
-    Args:
-        data: The frame: text, or UTF-8 bytes.
-
-    Returns:
-        The validated request.
-
-    Raises:
-        ProtocolError: The frame is not a valid :class:`SubscribeRequest`.
-    """
-    request: SubscribeRequest = _decode(_client_decoder, data)
-    return request
-
-
 def encode_client_message(request: SubscribeRequest) -> str:
     """Encode a request as the compact JSON text the server expects.
 
@@ -679,44 +683,3 @@ def encode_client_message(request: SubscribeRequest) -> str:
         The JSON text.
     """
     return _encoder.encode(request).decode()
-
-
-def _check_finite(message: ServerMessage) -> None:
-    # msgspec writes NaN and infinities as ``null``: refuse rather than send a
-    # message that would not decode back to what was encoded.
-    if isinstance(message, TelemetryMessage):
-        values: list[Any] = list(message.data.metrics.values())
-    elif isinstance(message, AlertsMessage):
-        values = [alert.details for alert in message.alerts]
-    else:
-        return
-    while values:
-        value = values.pop()
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise ValueError("cannot encode a non-finite float as JSON")
-        elif isinstance(value, dict):
-            values.extend(value.values())
-        elif isinstance(value, list | tuple):
-            values.extend(value)
-
-
-def encode_server_message(message: ServerMessage) -> str:
-    """Encode a server message as compact JSON text (for servers and tests).
-
-    ``decode_server_message(encode_server_message(m)) == m`` for every valid
-    message ``m``.
-
-    Args:
-        message: The message to send.
-
-    Returns:
-        The JSON text, with the ``type`` tag first.
-
-    Raises:
-        ValueError: The message holds a non-finite float (in ``metrics`` or
-            ``details``), or a string with a lone surrogate.
-        TypeError: ``details`` holds a value that is not JSON.
-    """
-    _check_finite(message)
-    return _encoder.encode(message).decode()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Final
 
 import attrs
 
@@ -37,11 +36,9 @@ from ._protocol import (
     salvage_server_message,
     server_text_decoder,
 )
-from ._topics import ALERTS_TOPIC, ERROR_TOPIC, INVALID_TOPIC
+from ._topics import ALERTS_TOPIC, ERROR_TOPIC, INVALID_TOPIC, TELEMETRY_PREFIX
 
 __all__ = ["MessageCounters", "Router"]
-
-_TELEMETRY_PREFIX: Final = "telemetry:"
 
 Publish = Callable[[str, object], int]
 
@@ -98,7 +95,7 @@ class Router:
             counters.telemetry_messages += 1
             data = message.data
             self._publish(
-                _TELEMETRY_PREFIX + message.device_id,
+                TELEMETRY_PREFIX + message.device_id,
                 Telemetry(message.device_id, data.timestamp, data.metrics),
             )
             return
@@ -151,7 +148,7 @@ class Router:
                 self.reject(item, now)
                 return
             counters.telemetry_messages += 1
-            self._publish(_TELEMETRY_PREFIX + message.device_id, message.telemetry)
+            self._publish(TELEMETRY_PREFIX + message.device_id, message.telemetry)
         elif kind is AlertsMessage:
             assert isinstance(message, AlertsMessage)
             counters.alerts_messages += 1

@@ -49,8 +49,9 @@ Rules, by state:
   finishes (RFC 6455 7.1.7). A refused message (1007, 1009) is a
   :class:`MessageRejected` first, so that it is counted.
 * End of input or a broken transport: finished, 1006. A heartbeat timeout:
-  finished, 1006 "Heartbeat timeout", and nothing more is sent; the same
-  for a peer that stopped reading.
+  finished, 1006 "Heartbeat timeout", and nothing more is sent; the same,
+  as 1006 "Write stalled", for a peer that stopped reading (a write that
+  did not finish in time).
 
 ``FINISHED`` is final; :attr:`ClientSession.outcome` then says how it ended,
 and the input that finished it returned :class:`Finished` last.
@@ -80,14 +81,17 @@ from websockets.protocol import State
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import parse_uri
 
+from ._failures import ConnectionFailure, FailureKind
 from ._heartbeat import Heartbeat, HeartbeatAction
 from ._logs import get_logger, short_text
 from ._protocol import SubscribeRequest, encode_client_message
-from ._reconnect import ConnectionFailure, FailureKind, parse_retry_after
+from ._retry import parse_retry_after
 
 __all__ = [
     "ANSWER_LIMIT",
     "HEAD_LIMIT",
+    "HEARTBEAT_TIMEOUT",
+    "WRITE_STALLED",
     "ClientSession",
     "Finished",
     "HandshakeOptions",
@@ -108,7 +112,15 @@ _HEAD_END: Final = b"\r\n\r\n"
 _TOO_BIG: Final = "message larger than max_message_size"
 _CUT_SHORT: Final = "fragmented message cut short by a close frame"
 
-logger = get_logger("trio_ws_bus.connection")
+#: The reason of a connection dropped because neither a pong nor enough data
+#: came within the ping timeout.
+HEARTBEAT_TIMEOUT: Final = "Heartbeat timeout"
+#: The reason of a connection dropped because a write could not finish within
+#: the send timeout: the peer stopped reading. Close code 1006, as a heartbeat
+#: timeout: no close frame can go out.
+WRITE_STALLED: Final = "Write stalled"
+
+logger = get_logger("trio_ws_bus.session")
 
 Compression = Literal["deflate"] | None
 
@@ -386,7 +398,7 @@ class ClientSession:
                 self._protocol.send_ping(self._heartbeat.payload)
             elif action is HeartbeatAction.TIMEOUT:
                 logger.warning("no pong and no data within the ping timeout; dropping")
-                self._drop_silently(now, "Heartbeat timeout")
+                self._drop_silently(now, HEARTBEAT_TIMEOUT)
         return self._take_events()
 
     def send_requests(self, requests: Iterable[SubscribeRequest]) -> None:
@@ -442,7 +454,7 @@ class ClientSession:
         if self.state is SessionState.CONNECTING:
             self._finish(_closed_during_handshake())
         elif self.state is not SessionState.FINISHED:
-            self._drop_silently(now, "Heartbeat timeout")
+            self._drop_silently(now, WRITE_STALLED)
         return self._take_events()
 
     # --- bytes out ------------------------------------------------------------

@@ -17,6 +17,7 @@ __all__ = [
     "CONNECTION_TOPIC",
     "ERROR_TOPIC",
     "INVALID_TOPIC",
+    "TELEMETRY_PREFIX",
     "Topic",
     "telemetry_topic",
 ]
@@ -65,7 +66,8 @@ INVALID_TOPIC: Final[Topic[InvalidItem]] = Topic("invalid")
 """Topic of what failed validation, one value per rejected item (payload:
 ``InvalidItem``)."""
 
-_TELEMETRY_PREFIX: Final = "telemetry:"
+TELEMETRY_PREFIX: Final = "telemetry:"
+"""What every telemetry topic starts with: the one place the name is spelled."""
 
 
 def telemetry_topic(device_id: str) -> Topic[Telemetry]:
@@ -84,4 +86,4 @@ def telemetry_topic(device_id: str) -> Topic[Telemetry]:
     """
     if not device_id:
         raise ValueError("device_id must be a non-empty string")
-    return Topic(_TELEMETRY_PREFIX + device_id)
+    return Topic(TELEMETRY_PREFIX + device_id)

@@ -22,9 +22,9 @@ import trio
 from python_socks.async_.trio import Proxy
 
 from ._errors import ProxyError
+from ._failures import ConnectionFailure, FailureKind
 from ._logs import LOG_TEXT_LIMIT
 from ._proxy import ProxyURL
-from ._reconnect import ConnectionFailure, FailureKind
 from ._util import BaseExceptionGroup, leaf_exceptions
 
 __all__ = ["ProxyTransport", "TcpTransport", "Transport", "failure_from_os_error"]

@@ -15,8 +15,8 @@ import signal
 import tempfile
 import textwrap
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AsyncExitStack, closing, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -24,16 +24,25 @@ import attrs
 import trio
 
 from .._backoff import Backoff
-from .._bus import CONNECTION_TOPIC, MessageBus, Subscription
+from .._bus import (
+    ALERTS_TOPIC,
+    CONNECTION_TOPIC,
+    ERROR_TOPIC,
+    INVALID_TOPIC,
+    MessageBus,
+    Subscription,
+    telemetry_topic,
+)
 from .._errors import ConnectionGaveUp
 from .._events import ConnectionStatus
 from .._manager import WebSocketManager, open_websocket_manager
 from .._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
-from .._reconnect import NOT_RETRIED
+from .._retry import NOT_RETRIED
 from .._secrets import Redactor
 from .._settings import is_loopback
 from .._transport import Transport
 from .._url import redact_url
+from .._util import open_nursery_body_as_itself
 from ._output import EVENT_BUFFER, Output, Tally, plural, records_from
 from ._tokens import CommandToken, TokenSource, TokenSourceError, token_provider
 
@@ -128,32 +137,70 @@ class CommandFailed(Exception):
 # --- showing what arrives -----------------------------------------------------
 
 
+def _topics(*, alerts: bool, devices: Sequence[str]) -> list[str]:
+    """The topics a command prints: what it subscribed to, and every notice."""
+    topics: list[str] = [CONNECTION_TOPIC, ERROR_TOPIC, INVALID_TOPIC]
+    if alerts:
+        topics.append(ALERTS_TOPIC)
+    topics.extend(telemetry_topic(device_id) for device_id in devices)
+    return topics
+
+
 @attrs.define(eq=False)
 class _Printer:
-    """Shows what the command's ``"*"`` subscription receives."""
+    """Shows what the command's subscriptions receive, one subscription a topic.
 
-    events: Subscription[object]
+    Each subscription knows its topic, so nothing is guessed from a payload's
+    type. Each topic's lines keep their order; lines of different topics that
+    arrive together may interleave in any order.
+    """
+
+    subscriptions: Sequence[tuple[str, Subscription[object]]]
     out: Output
     start: float
     tally: Tally = attrs.field(factory=Tally)
 
-    def show(self, payload: object) -> None:
-        self.tally.add(payload)
-        for record in records_from(payload, trio.current_time() - self.start):
+    def show(self, topic: str, payload: object) -> None:
+        self.tally.add(topic, payload)
+        for record in records_from(topic, payload, trio.current_time() - self.start):
             self.out.record(record)
 
     async def run(self) -> None:
-        async for payload in self.events:  # no scheduler trip per buffered item
-            self.show(payload)
+        async with open_nursery_body_as_itself() as nursery:
+            for topic, subscription in self.subscriptions:
+                nursery.start_soon(self._show_each, topic, subscription)
+
+    async def _show_each(self, topic: str, subscription: Subscription[object]) -> None:
+        async for payload in subscription:  # no scheduler trip per buffered item
+            self.show(topic, payload)
 
     def drain(self) -> None:
         """Show what is still buffered (after the manager closed)."""
-        for _ in range(EVENT_BUFFER + 1):
-            try:
-                payload = self.events.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                return
-            self.show(payload)
+        for topic, subscription in self.subscriptions:
+            for _ in range(EVENT_BUFFER + 1):
+                try:
+                    payload = subscription.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                self.show(topic, payload)
+
+
+@asynccontextmanager
+async def _open_printer(
+    bus: MessageBus, topics: Sequence[str], out: Output, start: float
+) -> AsyncIterator[_Printer]:
+    """Subscribe to each of ``topics`` on ``bus``; a printer for them all."""
+    async with AsyncExitStack() as stack:
+        subscriptions = [
+            (
+                topic,
+                await stack.enter_async_context(
+                    bus.subscribe(topic, max_buffer=EVENT_BUFFER)
+                ),
+            )
+            for topic in topics
+        ]
+        yield _Printer(subscriptions, out, start)
 
 
 def give_up_message(reason: str, errors: Sequence[str] = ()) -> str:
@@ -313,7 +360,9 @@ async def run_demo(
     bus = MessageBus()
     async with (
         open_reference_server(listen=not in_memory) as server,
-        bus.subscribe("*", max_buffer=EVENT_BUFFER) as events,
+        _open_printer(
+            bus, _topics(alerts=True, devices=devices), out, start
+        ) as printer,
     ):
         url = _MEMORY_URL if in_memory else server.url
         out.text(
@@ -321,7 +370,6 @@ async def run_demo(
             f"{plural(len(devices), 'device')}, {settings.duration:g} s, "
             f"seed {settings.seed}; Ctrl-C to stop"
         )
-        printer = _Printer(events, out, start)
         feed = SyntheticFeed(
             server,
             FeedModel(devices, seed=settings.seed),
@@ -339,7 +387,7 @@ async def run_demo(
             # Cancel inside the manager's context, not around it: a manager
             # whose own context is cancelled cannot close with 1000.
             with stop.scope(), trio.move_on_after(settings.duration):
-                async with trio.open_nursery() as nursery:
+                async with open_nursery_body_as_itself() as nursery:
                     nursery.start_soon(printer.run)
                     with trio.move_on_after(_SUBSCRIBE_WAIT):
                         await server.wait_until(_holds_everything(devices))
@@ -456,12 +504,12 @@ async def _listen(
         via = f" through proxy {settings.proxy.address}"
     elif settings.proxy is None:
         via = " (no proxy)"
-    async with bus.subscribe("*", max_buffer=EVENT_BUFFER) as events:
+    topics = _topics(alerts=settings.alerts, devices=settings.devices)
+    async with _open_printer(bus, topics, out, start) as printer:
         out.text(
             f"trio-ws-bus listen: {redact_url(settings.url)}{via}, token from "
             f"{source.describe()}; Ctrl-C to stop"
         )
-        printer = _Printer(events, out, start)
         async with open_websocket_manager(
             settings.url,
             token=token_provider(source, first, out.note, redactor),
@@ -473,7 +521,7 @@ async def _listen(
         ) as manager:
             _subscribe_all(manager, alerts=settings.alerts, devices=settings.devices)
             with stop.scope(), _deadline(settings.duration):
-                async with trio.open_nursery() as nursery:
+                async with open_nursery_body_as_itself() as nursery:
                     nursery.start_soon(printer.run)
                     gave_up = await wait_for_give_up(manager)
                     nursery.cancel_scope.cancel()
@@ -638,7 +686,7 @@ async def run_serve(settings: ServeSettings, out: Output, stop: Stop) -> int:
             FeedSchedule(drop_every=settings.drop_every),
         )
         with stop.scope(), _deadline(settings.duration):
-            async with trio.open_nursery() as nursery:
+            async with open_nursery_body_as_itself() as nursery:
                 nursery.start_soon(feed.run)
                 if not settings.json:
                     nursery.start_soon(_report_clients, server, out, start)

@@ -24,7 +24,7 @@ import trio
 
 from .._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
 from .._url import check_base_url
-from .._util import BaseExceptionGroup, leaf_exceptions, reraise_alone
+from .._util import open_nursery_body_as_itself
 from .._version import __version__
 from ._commands import (
     EXIT_FAILURE,
@@ -476,17 +476,10 @@ def _prepare(args: argparse.Namespace, out: Output) -> Callable[[Stop], Awaitabl
 async def _run_until_signalled(job: Callable[[Stop], Awaitable[int]]) -> int:
     """Run ``job`` with SIGINT and SIGTERM turned into a :class:`Stop` request."""
     stop = Stop()
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(stop.watch_signals)
-            status = await job(stop)
-            nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # One plain exception explains the failure: raise it, not a group.
-        real = [e for e in leaf_exceptions(group) if not isinstance(e, trio.Cancelled)]
-        if len(real) == 1:
-            reraise_alone(real[0])
-        raise
+    async with open_nursery_body_as_itself() as nursery:
+        await nursery.start(stop.watch_signals)
+        status = await job(stop)
+        nursery.cancel_scope.cancel()
     return status
 
 

@@ -17,11 +17,11 @@ from typing import Any, Final, TextIO
 import attrs
 import msgspec
 
-from .._bus import ALERTS_TOPIC, CONNECTION_TOPIC, ERROR_TOPIC
 from .._events import ConnectionEvent, ConnectionStatus
 from .._manager import ManagerStatistics
-from .._protocol import Alert, Telemetry
+from .._protocol import Alert, InvalidItem, Telemetry
 from .._secrets import Redactor
+from .._topics import TELEMETRY_PREFIX
 
 __all__ = [
     "EVENT_BUFFER",
@@ -36,7 +36,6 @@ __all__ = [
     "printable",
     "records_from",
     "scrubbed",
-    "topic_of",
     "use_color",
 ]
 
@@ -78,7 +77,8 @@ class Record:
 
     Attributes:
         t: Seconds since the command started.
-        kind: ``"alert"``, ``"telemetry"``, ``"connection"`` or ``"error"``.
+        kind: ``"alert"``, ``"telemetry"``, ``"connection"``, ``"error"`` or
+            ``"invalid"``.
         topic: The bus topic it arrived on.
         fields: The payload's fields, as JSON-ready values.
     """
@@ -89,29 +89,14 @@ class Record:
     fields: Mapping[str, Any]
 
 
-def topic_of(payload: object) -> str | None:
-    """Return the topic the manager publishes ``payload`` on (None if unknown)."""
-    if isinstance(payload, Telemetry):
-        return "telemetry:" + payload.device_id
-    if isinstance(payload, ConnectionEvent):
-        return CONNECTION_TOPIC
-    if isinstance(payload, tuple):
-        return ALERTS_TOPIC
-    if isinstance(payload, str):
-        return ERROR_TOPIC
-    return None
-
-
-def records_from(payload: object, t: float) -> list[Record]:
+def records_from(topic: str, payload: object, t: float) -> list[Record]:
     """Turn one bus payload into output records (one per alert of a batch).
 
     Args:
-        payload: What a ``"*"`` subscription of the manager's bus received.
+        topic: The topic of the subscription that received it.
+        payload: What that subscription of the manager's bus received.
         t: Seconds since the command started.
     """
-    topic = topic_of(payload)
-    if topic is None:
-        return []
     if isinstance(payload, Telemetry):
         fields: dict[str, Any] = {
             "device_id": payload.device_id,
@@ -135,6 +120,9 @@ def records_from(payload: object, t: float) -> list[Record]:
             for alert in payload
             if isinstance(alert, Alert)
         ]
+    if isinstance(payload, InvalidItem):
+        fields = {"reason": payload.reason, "raw": payload.raw}
+        return [Record(t, "invalid", topic, fields)]
     return [Record(t, "error", topic, {"message": payload})]
 
 
@@ -217,6 +205,13 @@ def format_text(record: Record, *, width: int = 8, color: bool = False) -> str:
             f"{printable(fields['summary'])}  #{fields['alert_id']}"
         )
         kind_colors = (_BOLD, _RED if fields["severity"] >= 4 else _YELLOW)
+    elif record.kind == "invalid":
+        kind, source = "INVALID", "server"
+        details = (
+            f"{printable(fields.get('reason', ''), 60)}  "
+            f"{printable(fields.get('raw', ''))}"
+        )
+        kind_colors = (_YELLOW,)
     else:
         kind, source = "ERROR", "server"
         details = printable(fields.get("message", ""))
@@ -269,12 +264,13 @@ def _natural_key(topic: str) -> tuple[object, ...]:
 
 
 def _topic_counts(messages: Mapping[str, int]) -> str:
-    telemetry = {t: n for t, n in messages.items() if t.startswith("telemetry:")}
+    telemetry = {t: n for t, n in messages.items() if t.startswith(TELEMETRY_PREFIX)}
     other = sorted((t, n) for t, n in messages.items() if t not in telemetry)
     parts = [f"{printable(t, 60)} {n}" for t, n in other]
     if len(telemetry) > _SUMMARY_TOPICS:
         parts.append(
-            f"telemetry:* {sum(telemetry.values())} from {len(telemetry)} devices"
+            f"{TELEMETRY_PREFIX}* {sum(telemetry.values())} "
+            f"from {len(telemetry)} devices"
         )
     else:
         parts.extend(
@@ -393,8 +389,9 @@ class Output:
 
 # --- what the commands received ----------------------------------------------
 
-#: Buffer of the command's own "*" subscription: at 1000 lines/s, a terminal
-#: that stalls for a few seconds loses the oldest lines, counted as dropped.
+#: Buffer of each of the command's subscriptions (one per topic): at 1000
+#: lines/s, a terminal that stalls for a few seconds loses the oldest lines,
+#: counted as dropped.
 EVENT_BUFFER: Final = 4096
 
 
@@ -413,11 +410,8 @@ class Tally:
     alerts: int = 0
     errors: deque[str] = attrs.field(factory=lambda: deque(maxlen=4))
 
-    def add(self, payload: object) -> None:
-        """Count one bus payload."""
-        topic = topic_of(payload)
-        if topic is None:
-            return
+    def add(self, topic: str, payload: object) -> None:
+        """Count one bus payload, received on ``topic``."""
         self.messages[topic] += 1
         if isinstance(payload, tuple):
             self.alerts += len(payload)

@@ -11,7 +11,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from wsproto.utilities import LocalProtocolError
 
 from .._logs import get_logger
-from .._reconnect import SubscriptionKey
+from .._protocol import SubscriptionKey
 
 __all__ = ["PEER_GONE", "ServerConnection", "SubscriptionKey", "TokenLocation"]
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from .._logs import get_logger
-from .._util import BaseExceptionGroup, reraise_alone
+from .._util import open_nursery_body_as_itself
 from ._memory import MemoryTransport
 from ._server import check_host
 
@@ -164,21 +164,16 @@ async def open_raw_http_server(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
     bind_host = "127.0.0.1" if host == "localhost" else host
-    try:
-        async with trio.open_nursery() as nursery:
-            server = RawHttpServer(
-                nursery, script, chunk_size=chunk_size, hold_open=hold_open
-            )
-            try:
-                if listen:
-                    await server._listen(bind_host, port)
-                yield server
-            finally:
-                server._closed.set()
-                nursery.cancel_scope.cancel()
-                with trio.CancelScope(shield=True):
-                    await server._transport._aclose()
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            reraise_alone(group.exceptions[0])
-        raise
+    async with open_nursery_body_as_itself() as nursery:
+        server = RawHttpServer(
+            nursery, script, chunk_size=chunk_size, hold_open=hold_open
+        )
+        try:
+            if listen:
+                await server._listen(bind_host, port)
+            yield server
+        finally:
+            server._closed.set()
+            nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await server._transport._aclose()

@@ -19,7 +19,7 @@ import trio
 from trio_websocket import WebSocketRequest, wrap_server_stream
 
 from .._logs import get_logger
-from .._util import BaseExceptionGroup, reraise_alone
+from .._util import BaseExceptionGroup, open_nursery_body_as_itself
 from ._connection import PEER_GONE, ServerConnection, TokenLocation
 from ._memory import MemoryTransport
 
@@ -755,20 +755,15 @@ async def open_reference_server(
         raise ValueError("secret must not be empty")
     if ssl_context is not None and not listen:
         raise ValueError("ssl_context needs listen=True (no TLS in memory)")
-    try:
-        async with trio.open_nursery() as nursery:
-            server = ReferenceServer(
-                nursery, secret=secret, path=path, subprotocols=subprotocols
-            )
-            try:
-                if listen:
-                    await server._listen(host, port, ssl_context)
-                yield server
-            finally:
-                nursery.cancel_scope.cancel()
-                with trio.CancelScope(shield=True):
-                    await server._aclose()
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            reraise_alone(group.exceptions[0])
-        raise
+    async with open_nursery_body_as_itself() as nursery:
+        server = ReferenceServer(
+            nursery, secret=secret, path=path, subprotocols=subprotocols
+        )
+        try:
+            if listen:
+                await server._listen(host, port, ssl_context)
+            yield server
+        finally:
+            nursery.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await server._aclose()

@@ -1,16 +1,17 @@
-"""The I/O-free core of the connection task: subscriptions and retry decisions.
+"""Whether and when to try again: retry policies and the retry budget.
 
-The connection task in ``_manager.py`` moves bytes; the two objects here decide
-*what* to send and *whether and when* to try again. Neither touches trio, a
-clock or a socket (the caller passes ``now``), so both are tested
-synchronously and with Hypothesis state machines.
+A retry policy classifies one :class:`~trio_ws_bus.ConnectionFailure` (retry,
+retry now, give up); :class:`RetryBudget` counts retries and turns each failure
+into a :class:`RetryDecision` (wait this long, or give up with this message);
+:func:`parse_retry_after` reads a server's ``Retry-After``. Nothing here touches
+Trio, a clock or a socket (the caller passes ``now``), so it is tested
+synchronously.
 """
 
 from __future__ import annotations
 
 import email.utils
 import enum
-from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Final
@@ -18,89 +19,21 @@ from typing import Final
 import attrs
 
 from ._backoff import Backoff
-from ._protocol import SubscribeRequest, SubscriptionKind
+from ._failures import ConnectionFailure, FailureKind
 
 __all__ = [
-    "ConnectionFailure",
-    "FailureKind",
+    "MAX_RETRIES_MESSAGE",
+    "NOT_RETRIED",
     "RetryBudget",
     "RetryDecision",
     "RetryPolicy",
     "RetryRules",
     "RetryVerdict",
-    "SubscriptionKey",
-    "SubscriptionLedger",
     "default_retry_policy",
     "fatal_auth_policy",
     "parse_retry_after",
     "seed_retry_policy",
 ]
-
-SubscriptionKey = tuple[SubscriptionKind, "str | None"]
-"""A server subscription: ``("alerts", None)`` or ``("device", device_id)``."""
-
-
-class FailureKind(str, enum.Enum):
-    """How an attempt or a connection ended, for the retry policy."""
-
-    TOKEN_ERROR = "token_error"
-    """The token provider raised, hung past ``open_timeout`` or returned a non-str."""
-    UNREACHABLE = "unreachable"
-    """No connection: refused, DNS failure, closed during the opening handshake."""
-    TLS_ERROR = "tls_error"
-    """The TLS handshake failed: an untrusted certificate, a name mismatch, ..."""
-    TIMEOUT = "timeout"
-    """The opening handshake did not finish within ``open_timeout``."""
-    REJECTED = "rejected"
-    """The server answered the handshake with an HTTP status (401, 503, 301, ...)."""
-    PROTOCOL_ERROR = "protocol_error"
-    """The server's answer to the handshake was not a valid HTTP upgrade answer."""
-    INVALID_TOKEN = "invalid_token"
-    """The token cannot be sent: it is not valid text (a lone surrogate, ...)."""
-    PROXY_ERROR = "proxy_error"
-    """The proxy is down, refused the tunnel, wants credentials or cannot
-    reach the target."""
-    CLOSED = "closed"
-    """An open connection ended: close frame, vanished peer (1006), heartbeat,
-    a frame that broke the protocol (1002, 1007) or a message too big (1009)."""
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@attrs.frozen
-class ConnectionFailure:
-    """One failed attempt or lost connection, as the retry policy sees it.
-
-    Attributes:
-        kind: What went wrong.
-        status_code: The HTTP status of a rejected handshake, else ``None``.
-        close_code: The WebSocket close code of a closed connection (1006 when
-            it vanished without a close frame), else ``None``.
-        reason: A short, token-free description for events and logs.
-        connected_for: Seconds the connection had been open (``CLOSED`` only).
-        retry_after: Seconds the server asked us to wait (its ``Retry-After``
-            header on a rejected handshake), else ``None``. Whenever present,
-            a retry waits at least this long, up to ``Backoff.max_delay``.
-        repeats: How many failures just before this one, in a row, had the
-            same kind, status code and close code (0 for the first). The
-            manager fills it in before asking the retry policy; a connection
-            that stayed up ``max(Backoff.reset_after, Backoff.base)`` seconds
-            breaks the row.
-    """
-
-    kind: FailureKind
-    status_code: int | None = None
-    close_code: int | None = None
-    reason: str | None = None
-    connected_for: float | None = None
-    retry_after: float | None = None
-    repeats: int = 0
-
-    @property
-    def outcome(self) -> tuple[FailureKind, int | None, int | None]:
-        """``(kind, status_code, close_code)``: what :attr:`repeats` compares."""
-        return (self.kind, self.status_code, self.close_code)
 
 
 class RetryVerdict(str, enum.Enum):
@@ -414,132 +347,3 @@ def _fatal_message(failure: ConnectionFailure) -> str:
     if failure.kind is FailureKind.CLOSED:
         return f"Connection closed with code {failure.close_code} {NOT_RETRIED}"
     return f"{failure.reason or failure.kind} {NOT_RETRIED}"
-
-
-@attrs.define
-class SubscriptionLedger:
-    """Which server subscriptions are wanted, and what the server was told.
-
-    A subscription is wanted while it is *pinned* (``subscribe()``) or
-    *referenced* (an open ``manager.alerts()`` / ``manager.telemetry()``
-    context). Wanted subscriptions keep the order in which they became wanted.
-    While connected, :meth:`pending` lists the requests that make the server's
-    view equal to the wanted list: unsubscribes first, then subscribes in
-    order. After :meth:`connection_opened` the server knows nothing, so the
-    first :meth:`pending` is the full replay.
-    """
-
-    _pinned: set[SubscriptionKey] = attrs.field(factory=set)
-    _references: Counter[SubscriptionKey] = attrs.field(factory=Counter)
-    _wanted: dict[SubscriptionKey, None] = attrs.field(factory=dict)
-    _on_server: dict[SubscriptionKey, None] | None = None
-    # While connected, what differs between the server's view and _wanted, in
-    # the order it came to differ. Ordered dicts pop their first key in O(1),
-    # so taking a slice of requests costs the slice, not the whole set.
-    _to_unsubscribe: OrderedDict[SubscriptionKey, None] = attrs.field(
-        factory=OrderedDict
-    )
-    _to_subscribe: OrderedDict[SubscriptionKey, None] = attrs.field(factory=OrderedDict)
-
-    @property
-    def wanted(self) -> list[SubscriptionKey]:
-        """The persisted subscriptions, in the order they became wanted."""
-        return list(self._wanted)
-
-    def pin(self, key: SubscriptionKey) -> bool:
-        """Want ``key`` until :meth:`unpin` (explicit ``subscribe()``).
-
-        Returns whether the pin is new (it was not pinned already).
-        """
-        if key in self._pinned:
-            return False
-        self._pinned.add(key)
-        self._refresh(key)
-        return True
-
-    def unpin(self, key: SubscriptionKey) -> None:
-        """Drop the pin on ``key``; it stays wanted while referenced."""
-        self._pinned.discard(key)
-        self._refresh(key)
-
-    def acquire(self, key: SubscriptionKey) -> None:
-        """Add one reference to ``key`` (entering a subscription context)."""
-        self._references[key] += 1
-        self._refresh(key)
-
-    def release(self, key: SubscriptionKey) -> None:
-        """Remove one reference to ``key`` (leaving a subscription context)."""
-        if self._references[key] <= 1:
-            del self._references[key]
-        else:
-            self._references[key] -= 1
-        self._refresh(key)
-
-    def _refresh(self, key: SubscriptionKey) -> None:
-        if key in self._pinned or key in self._references:
-            self._wanted.setdefault(key, None)
-        else:
-            self._wanted.pop(key, None)
-        self._compare(key)
-
-    def _compare(self, key: SubscriptionKey) -> None:
-        """Note whether the server must be told about ``key`` (while connected)."""
-        on_server = self._on_server
-        if on_server is None:
-            return
-        wanted, known = key in self._wanted, key in on_server
-        self._to_subscribe.pop(key, None)
-        self._to_unsubscribe.pop(key, None)
-        if wanted and not known:
-            self._to_subscribe[key] = None
-        elif known and not wanted:
-            self._to_unsubscribe[key] = None
-
-    def connection_opened(self) -> None:
-        """A new connection: the server holds nothing yet."""
-        self._on_server = {}
-        self._to_unsubscribe = OrderedDict()
-        self._to_subscribe = OrderedDict.fromkeys(self._wanted)
-
-    def connection_lost(self) -> None:
-        """No connection: nothing is pending until the next one opens."""
-        self._on_server = None
-        self._to_unsubscribe = OrderedDict()
-        self._to_subscribe = OrderedDict()
-
-    def pending(self) -> list[SubscribeRequest]:
-        """The requests to send now, in order (empty while disconnected).
-
-        Unsubscribes first, then subscribes in the order they became wanted.
-        """
-        return [
-            *(SubscribeRequest.unsubscribe(*key) for key in self._to_unsubscribe),
-            *(SubscribeRequest.subscribe(*key) for key in self._to_subscribe),
-        ]
-
-    def take_pending(self, max_items: int) -> list[SubscribeRequest]:
-        """The first ``max_items`` of :meth:`pending`, marked as sent.
-
-        Costs what it takes, so a large set is replayed a slice at a time.
-        """
-        taken: list[SubscribeRequest] = []
-        for keys, make in (
-            (self._to_unsubscribe, SubscribeRequest.unsubscribe),
-            (self._to_subscribe, SubscribeRequest.subscribe),
-        ):
-            while keys and len(taken) < max_items:
-                key, _ = keys.popitem(last=False)
-                taken.append(make(*key))
-                self.mark_sent(taken[-1])
-        return taken
-
-    def mark_sent(self, request: SubscribeRequest) -> None:
-        """Record that ``request`` went out on the current connection."""
-        on_server = self._on_server
-        if on_server is None:
-            return
-        if request.action == "subscribe":
-            on_server[request.key] = None
-        else:
-            on_server.pop(request.key, None)
-        self._compare(request.key)
