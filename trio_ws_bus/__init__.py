@@ -40,11 +40,10 @@ from ._failures import (
     FailureKind as FailureKind,
 )
 from ._manager import (
-    ManagerStatistics as ManagerStatistics,
     NotAContextManager as NotAContextManager,
     WebSocketManager as WebSocketManager,
-    open_websocket_manager as open_websocket_manager,
 )
+from ._open import open_websocket_manager as open_websocket_manager
 from ._protocol import (
     INVALID_RAW_LIMIT as INVALID_RAW_LIMIT,
     Alert as Alert,
@@ -84,6 +83,7 @@ from ._settings import (
     TokenLocation as TokenLocation,
     TokenProvider as TokenProvider,
 )
+from ._statistics import ManagerStatistics as ManagerStatistics
 from ._subscription import (
     SCHEDULE_INTERVAL as SCHEDULE_INTERVAL,
 )

@@ -30,8 +30,7 @@ Rules of the connection task (read before changing ``_run``):
 from __future__ import annotations
 
 import logging
-import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Final, NoReturn
 
@@ -62,33 +61,16 @@ from ._protocol import (
     Telemetry,
     subscription_key,
 )
-from ._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
-from ._retry import RetryBudget, RetryPolicy, default_retry_policy
+from ._retry import RetryBudget, RetryPolicy
 from ._routing import MessageCounters, Router
 from ._secrets import Redactor
-from ._session import ClientSession, Compression, Opened, SessionState
-from ._settings import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_PATH,
-    DEFAULT_SUBSCRIBER_WAIT,
-    DEFAULT_USER_AGENT,
-    HandshakeHeaders,
-    Settings,
-    TokenLocation,
-    TokenProvider,
-    document_options,
-    options_from,
-)
-from ._transport import Transport
+from ._session import ClientSession, Opened, SessionState
+from ._settings import Settings
+from ._statistics import ManagerStatistics
 from ._url import redact_url, resolve_target
-from ._util import NoPublicConstructor, open_nursery_body_as_itself
+from ._util import NoPublicConstructor
 
-__all__ = [
-    "ManagerStatistics",
-    "NotAContextManager",
-    "WebSocketManager",
-    "open_websocket_manager",
-]
+__all__ = ["NotAContextManager", "WebSocketManager"]
 
 logger = get_logger("trio_ws_bus.manager")
 #: websockets' protocol logger: at DEBUG it dumps the handshake (headers the
@@ -98,51 +80,6 @@ _wire_logger = get_logger("trio_ws_bus.wire")
 _wire_logger.setLevel(logging.INFO)
 
 _CLOSED_MESSAGE: Final = "the manager's context has exited"
-
-
-@attrs.frozen
-class ManagerStatistics:
-    """What the manager has done: :meth:`WebSocketManager.statistics` returns it.
-
-    Attributes:
-        status: The current connection status.
-        attempts: Connection attempts made (each one fetched a token).
-        connections: Attempts whose handshake succeeded.
-        reconnects: Successful connections after the first one.
-        retries_used: Retries used from the current budget (see
-            :doc:`/reconnect_policy`).
-        messages_received: Messages received, valid or not.
-        alerts_messages: ``alerts`` messages routed to ``ALERTS_TOPIC``.
-        telemetry_messages: ``telemetry`` messages routed to telemetry topics.
-        acks: ``subscribed`` / ``unsubscribed`` answers received.
-        server_errors: ``error`` messages routed to ``ERROR_TOPIC``.
-        invalid_messages: Items rejected and published on ``INVALID_TOPIC``
-            (bad JSON, unknown type, wrong field types, binary, too big).
-        subscriptions: Persisted server subscriptions.
-        other_metrics: Telemetry metric values that are neither numbers nor
-            booleans, kept in :attr:`Telemetry.other_metrics` (the reading is
-            delivered all the same).
-        subprotocol: The subprotocol the server chose on the current (or
-            last) connection, else ``None``.
-        compression: ``"deflate"`` if the current (or last) connection
-            negotiated permessage-deflate, else ``None``.
-    """
-
-    status: ConnectionStatus
-    attempts: int
-    connections: int
-    reconnects: int
-    retries_used: int
-    messages_received: int
-    alerts_messages: int
-    telemetry_messages: int
-    acks: int
-    server_errors: int
-    invalid_messages: int
-    subscriptions: int
-    other_metrics: int = 0
-    subprotocol: str | None = None
-    compression: str | None = None
 
 
 class WebSocketManager(metaclass=NoPublicConstructor):
@@ -329,7 +266,7 @@ class WebSocketManager(metaclass=NoPublicConstructor):
 
     def statistics(self) -> ManagerStatistics:
         """Return a snapshot of counters and state."""
-        c, life = self._counters, self._life
+        life = self._life
         if life.phase is Phase.CONNECTED:
             life.budget.settle(trio.current_time())
         session = self._last_session
@@ -339,14 +276,8 @@ class WebSocketManager(metaclass=NoPublicConstructor):
             connections=life.connections,
             reconnects=max(life.connections - 1, 0),
             retries_used=life.budget.retries_used,
-            messages_received=c.messages_received,
-            alerts_messages=c.alerts_messages,
-            telemetry_messages=c.telemetry_messages,
-            acks=c.acks,
-            server_errors=c.server_errors,
-            invalid_messages=c.invalid_messages,
             subscriptions=len(self._ledger.wanted),
-            other_metrics=c.other_metrics,
+            **attrs.asdict(self._counters),  # the routed messages, by kind
             subprotocol=session.subprotocol if session is not None else None,
             compression=session.compression if session is not None else None,
         )
@@ -576,78 +507,3 @@ class NotAContextManager:
 
     async def __aexit__(self, *exc_info: object) -> None:
         """Never reached: ``__aenter__`` always raises."""
-
-
-@asynccontextmanager
-# Args: the entries of the options (every argument but the four below) are
-# ManagerOptions' own, added in signature order when this module loads.
-@document_options
-async def open_websocket_manager(  # noqa: D417 - the options' Args are added above
-    url: str,
-    *,
-    token: TokenProvider,
-    bus: MessageBus | None = None,
-    backoff: Backoff | None = None,
-    retry_policy: RetryPolicy = default_retry_policy,
-    path: str = DEFAULT_PATH,
-    autoconnect: bool = True,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float = 20.0,
-    open_timeout: float = 10.0,
-    close_timeout: float = 5.0,
-    ssl_context: ssl.SSLContext | None = None,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    transport: Transport | None = None,
-    additional_headers: HandshakeHeaders = (),
-    user_agent: str | None = DEFAULT_USER_AGENT,
-    origin: str | None = None,
-    subprotocols: Sequence[str] | None = None,
-    compression: Compression = "deflate",
-    token_location: TokenLocation = "query",
-    proxy: str | ProxyURL | ProxyFromEnv | None = PROXY_FROM_ENV,
-    trust_env: bool = True,
-    subscriber_wait: float = DEFAULT_SUBSCRIBER_WAIT,
-) -> AsyncIterator[WebSocketManager]:
-    """Open a connection manager whose task lives as long as the context.
-
-    On exit the manager disconnects on purpose (close code 1000) and no task
-    is left behind. An exception raised in the body (an ``ExceptionGroup``
-    included) comes out as that same object.
-
-    Args:
-        bus: The bus to publish to; a new :class:`MessageBus` by default.
-        backoff: The retry schedule; ``Backoff()`` (1, 2, 4, 8, 16, 30 s, 20
-            retries) by default.
-        retry_policy: Classifies each failure as retry, retry now, or give up
-            (see :doc:`/reconnect_policy`).
-        autoconnect: Connect at once; else wait for :meth:`WebSocketManager.connect`.
-
-    Raises:
-        ValueError: For a URL that can never work (unknown scheme, no host) or
-            an out-of-range setting, before anything connects.
-        TypeError: For a setting of the wrong type, before anything connects.
-    """
-    settings = options_from(locals()).resolve()
-    manager = WebSocketManager._create(
-        settings=settings,
-        bus=bus if bus is not None else MessageBus(),
-        backoff=backoff if backoff is not None else Backoff(),
-        retry_policy=retry_policy,
-    )
-    try:
-        async with open_nursery_body_as_itself() as nursery:
-            await nursery.start(manager._run)
-            if autoconnect:
-                manager.connect()
-            try:
-                yield manager
-            finally:
-                with trio.CancelScope(shield=True):
-                    await manager._shutdown()
-                manager._run_scope.cancel()
-    finally:
-        # Every task is gone: this manager's token stops scrubbing log records.
-        manager._redact.close()
-    # Leaving the context is a checkpoint, as Trio's own are: a cancellation
-    # that came while the shielded close ran is delivered here.
-    await trio.lowlevel.checkpoint()

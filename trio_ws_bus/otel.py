@@ -28,7 +28,8 @@ from opentelemetry.metrics import (
 
 from ._bus import BusStatistics
 from ._events import ConnectionStatus
-from ._manager import ManagerStatistics, WebSocketManager
+from ._manager import WebSocketManager
+from ._statistics import ManagerStatistics
 from ._version import __version__
 
 __all__ = ["Instrumentation", "instrument"]

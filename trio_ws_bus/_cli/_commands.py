@@ -35,7 +35,8 @@ from .._bus import (
 )
 from .._errors import ConnectionGaveUp
 from .._events import ConnectionStatus
-from .._manager import WebSocketManager, open_websocket_manager
+from .._manager import WebSocketManager
+from .._open import open_websocket_manager
 from .._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL
 from .._retry import NOT_RETRIED
 from .._secrets import Redactor

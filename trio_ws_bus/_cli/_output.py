@@ -18,9 +18,9 @@ import attrs
 import msgspec
 
 from .._events import ConnectionEvent, ConnectionStatus
-from .._manager import ManagerStatistics
 from .._protocol import Alert, InvalidItem, Telemetry
 from .._secrets import Redactor
+from .._statistics import ManagerStatistics
 from .._topics import TELEMETRY_PREFIX
 
 __all__ = [
