@@ -439,11 +439,7 @@ class ClientSession:
         Returns:
             :class:`Finished`, unless the session had finished already.
         """
-        if self.state is SessionState.CONNECTING:
-            self._finish(_closed_during_handshake())
-        elif self.state is not SessionState.FINISHED:
-            self._finish_lost(now)
-        return self._take_events()
+        return self._cut(now, None)
 
     def peer_stalled(self, now: float) -> list[SessionEvent]:
         """A write could not finish in time: the peer stopped reading.
@@ -451,11 +447,7 @@ class ClientSession:
         Returns:
             :class:`Finished`, unless the session had finished already.
         """
-        if self.state is SessionState.CONNECTING:
-            self._finish(_closed_during_handshake())
-        elif self.state is not SessionState.FINISHED:
-            self._drop_silently(now, WRITE_STALLED)
-        return self._take_events()
+        return self._cut(now, WRITE_STALLED)
 
     # --- bytes out ------------------------------------------------------------
 
@@ -775,6 +767,18 @@ class ClientSession:
                 short_text(sent.reason),
             )
         self._finish_closed(sent.code, reason, now)
+
+    def _cut(self, now: float, reason: str | None) -> list[SessionEvent]:
+        """The connection ended under us: 1006 with ``reason``, unless finished."""
+        if self.state is SessionState.CONNECTING:
+            self._finish(_closed_during_handshake())
+        elif self.state is SessionState.FINISHED:
+            pass
+        elif reason is None:
+            self._finish_lost(now)  # nothing to drop: the transport is gone
+        else:
+            self._drop_silently(now, reason)
+        return self._take_events()
 
     def _drop_silently(self, now: float, reason: str) -> None:
         """The peer is gone: no close handshake, nothing more is sent."""
