@@ -271,8 +271,8 @@ class Lifecycle:
         While stopping or closing the failure is the session's end, not news:
         it publishes nothing and uses no retry.
         """
+        self._require("failed")
         if self.phase in (Phase.STOPPING, Phase.CLOSING):
-            self._enter("failed", self.state)
             return _NOTHING
         events = self._failure_events(failure)
         decision = self.budget.on_failure(failure, now)
@@ -299,8 +299,8 @@ class Lifecycle:
 
     def no_token(self) -> Step:
         """The token provider gave no token: give up at once, as the seed does."""
+        self._require("no_token")
         if self.phase is Phase.STOPPING:
-            self._enter("no_token", self.state)
             return _NOTHING
         logger.warning("no auth token available; not connecting")
         return self._give_up("no_token", NO_TOKEN_MESSAGE)
@@ -343,12 +343,17 @@ class Lifecycle:
             (ConnectionEvent(ConnectionStatus.ERROR, message=message),),
         )
 
-    def _enter(self, trigger: str, new: State) -> None:
+    def _require(self, trigger: str) -> frozenset[Phase]:
+        """Where ``trigger`` may lead from here; raise if it may not happen."""
         allowed = _TRANSITIONS[self.phase].get(trigger)
-        if allowed is None or new.phase not in allowed:
+        if allowed is None:
+            raise LifecycleError(f"{trigger} is not allowed in phase {self.phase.name}")
+        return allowed
+
+    def _enter(self, trigger: str, new: State) -> None:
+        if new.phase not in self._require(trigger):
             raise LifecycleError(
-                f"{trigger} is not allowed in phase {self.phase.name}"
-                + ("" if allowed is None else f" (to {new.phase.name})")
+                f"{trigger} may not lead from {self.phase.name} to {new.phase.name}"
             )
         self.state = new
 
