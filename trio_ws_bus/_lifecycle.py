@@ -1,28 +1,36 @@
 """The connection task's lifecycle: a pure state machine, no Trio, no clock.
 
 The manager's session loop does the I/O; this machine decides. Each input
-(``connect``, ``disconnect``, ``attempt_started``, ``opened``, ``failed``,
-``no_token``, ``waited``, ``finished``, ``closed``) moves it by the table
-below and returns a `Step`: the commands for the loop to carry out, then the
-connection events to publish. An input the table does not list for the
-current phase is a bug in the loop and raises `LifecycleError`.
+(``connect``, ``disconnect``, ``attempt_begins``, ``attempt_started``,
+``opened``, ``failed``, ``no_token``, ``waited``, ``finished``, ``closed``)
+moves it by the table below and returns a `Step`: the commands for the loop
+to carry out, then the connection events to publish. An input the table does
+not list for the current phase is a bug in the loop and raises
+`LifecycleError`.
 
 Rules (the browser client's, made precise; read before changing the table):
 
-* ``IDLE --connect()--> CONNECTING --opened--> CONNECTED``. Every entry into
-  ``CONNECTING`` is one attempt with a fresh token.
+* ``IDLE --connect()--> CONNECTING --opened--> CONNECTED``. Each attempt
+  fetches a fresh token; the loop reports it (``attempt_begins``), so only
+  attempts that happened are counted.
 * A failed attempt or a lost connection asks the retry budget: a retry goes
   ``BACKOFF`` (``connect()`` cuts the wait short), then ``CONNECTING``; a
   give-up goes ``GAVE_UP`` and interrupts the manager's subscriptions until
   ``connect()``. No token at all gives up at once ("No auth token").
 * ``disconnect()`` resets the budget and ends the session from any phase: an
   open connection goes ``CLOSING`` (close code 1000), anything else
-  ``STOPPING`` (its scope is cancelled). When the session has ended
-  (``finished``) it goes ``IDLE``, or starts again if ``connect()`` came
-  meanwhile.
+  ``STOPPING`` (its scope is cancelled, unless a close handshake already
+  under way ends it). When the session has ended (``finished``) it goes
+  ``IDLE``, publishing "disconnected" if an attempt had begun, or starts
+  again if ``connect()`` came meanwhile. While stopping, what the loop still
+  reports (an attempt, an open, a failure, the end of a wait) changes
+  nothing.
 * A step's commands come before its events, and the phase changes before
   both: a handler that calls ``connect()`` on the give-up event starts a new
-  session, and nothing performed after it undoes that.
+  session, and nothing performed after it undoes that. An input from a
+  handler takes effect at once; the rest of the step's events are still
+  published, since they tell what happened (as the browser client's
+  ``onclose`` goes on after a handler's ``connect()``).
 * ``closed`` (the manager's context exited) is final: the manager's
   subscriptions end, and ``connect()`` is refused.
 """
@@ -47,6 +55,7 @@ __all__ = [
     "Phase",
     "State",
     "Step",
+    "Wire",
 ]
 
 logger = get_logger("trio_ws_bus.lifecycle")
@@ -95,6 +104,17 @@ class Command(enum.Enum):
     """The manager's subscriptions end once drained (``async for`` stops)."""
 
 
+class Wire(enum.Enum):
+    """What the connection's wire is doing, as ``disconnect()`` finds it."""
+
+    NONE = "none"
+    """No connection: not yet opened, or already finished."""
+    OPEN = "open"
+    """Open: it can be closed with code 1000."""
+    CLOSING = "closing"
+    """A close handshake is under way (ours): it ends the session by itself."""
+
+
 class LifecycleError(RuntimeError):
     """An input the transition table does not allow in the current phase."""
 
@@ -109,12 +129,14 @@ class State:
         restart: ``connect()`` came while stopping or closing: the next
             session starts once this one has finished.
         retry_in: The wait before the next attempt (``BACKOFF`` only).
+        attempted: An attempt has begun in this session, so its end is news.
     """
 
     phase: Phase
     gave_up: str | None = None
     restart: bool = False
     retry_in: float | None = None
+    attempted: bool = False
 
 
 @attrs.frozen
@@ -139,6 +161,7 @@ _TRANSITIONS: Final[dict[Phase, dict[str, frozenset[Phase]]]] = {
     _P.CONNECTING: {
         "connect": frozenset({_P.CONNECTING}),
         "disconnect": frozenset({_P.STOPPING}),
+        "attempt_begins": frozenset({_P.CONNECTING}),
         "attempt_started": frozenset({_P.CONNECTING}),
         "opened": frozenset({_P.CONNECTED}),
         "failed": frozenset({_P.BACKOFF, _P.GAVE_UP}),
@@ -147,7 +170,7 @@ _TRANSITIONS: Final[dict[Phase, dict[str, frozenset[Phase]]]] = {
     },
     _P.CONNECTED: {
         "connect": frozenset({_P.CONNECTED}),
-        "disconnect": frozenset({_P.CLOSING}),
+        "disconnect": frozenset({_P.CLOSING, _P.STOPPING}),
         "failed": frozenset({_P.BACKOFF, _P.GAVE_UP}),
         "closed": frozenset({_P.CLOSED}),
     },
@@ -160,10 +183,12 @@ _TRANSITIONS: Final[dict[Phase, dict[str, frozenset[Phase]]]] = {
     _P.STOPPING: {
         "connect": frozenset({_P.STOPPING}),
         "disconnect": frozenset({_P.STOPPING}),
+        "attempt_begins": frozenset({_P.STOPPING}),
         "attempt_started": frozenset({_P.STOPPING}),
         "opened": frozenset({_P.STOPPING}),
         "failed": frozenset({_P.STOPPING}),
         "no_token": frozenset({_P.STOPPING}),
+        "waited": frozenset({_P.STOPPING}),
         "finished": frozenset({_P.IDLE, _P.CONNECTING}),
         "closed": frozenset({_P.CLOSED}),
     },
@@ -193,7 +218,7 @@ class Lifecycle:
 
     Attributes:
         budget: Counts retries and classifies failures (the retry policy).
-        attempts: Entries into ``CONNECTING`` so far (each fetched a token).
+        attempts: Attempts begun so far (each fetched a token).
         connections: Entries into ``CONNECTED`` so far.
     """
 
@@ -215,7 +240,6 @@ class Lifecycle:
         if phase in (Phase.IDLE, Phase.GAVE_UP):
             self.budget.reset()
             self._enter("connect", State(Phase.CONNECTING))
-            self.attempts += 1
             if phase is Phase.GAVE_UP:
                 return Step((Command.REARM_SUBSCRIPTIONS,))
             return _NOTHING
@@ -227,15 +251,20 @@ class Lifecycle:
             return Step((Command.RETRY_NOW,))
         return _NOTHING
 
-    def disconnect(self) -> Step:
+    def disconnect(self, wire: Wire = Wire.NONE) -> Step:
         """``disconnect()``: end the session wherever it is; reset the budget."""
         phase = self.phase
+        self._require("disconnect")
         self.budget.reset()
-        if phase is Phase.CONNECTED:
-            self._enter("disconnect", State(Phase.CLOSING))
+        if phase is Phase.CONNECTED and wire is Wire.OPEN:
+            self._enter("disconnect", State(Phase.CLOSING, attempted=True))
             return Step((Command.CLOSE_CONNECTION,))
-        if phase in (Phase.CONNECTING, Phase.BACKOFF):
-            self._enter("disconnect", State(Phase.STOPPING))
+        if phase in (Phase.CONNECTING, Phase.CONNECTED, Phase.BACKOFF):
+            self._enter(
+                "disconnect", State(Phase.STOPPING, attempted=self.state.attempted)
+            )
+            if wire is Wire.CLOSING:
+                return _NOTHING  # the close under way ends the session
             return Step((Command.CANCEL_SESSION,))
         # Already ending (a later connect() is forgotten), idle, gave up, closed.
         self._enter("disconnect", attrs.evolve(self.state, restart=False))
@@ -247,6 +276,12 @@ class Lifecycle:
         return Step((Command.END_SUBSCRIPTIONS,))
 
     # --- inputs from the session loop ----------------------------------------
+
+    def attempt_begins(self) -> Step:
+        """The loop begins an attempt: the token provider is about to be called."""
+        self._enter("attempt_begins", attrs.evolve(self.state, attempted=True))
+        self.attempts += 1
+        return _NOTHING
 
     def attempt_started(self) -> Step:
         """The token is usable and the transport is being opened."""
@@ -260,7 +295,7 @@ class Lifecycle:
         if self.phase is Phase.STOPPING:
             self._enter("opened", self.state)
             return _NOTHING
-        self._enter("opened", State(Phase.CONNECTED))
+        self._enter("opened", State(Phase.CONNECTED, attempted=True))
         self.connections += 1
         self.budget.on_connected(now)
         return Step(events=(ConnectionEvent(ConnectionStatus.CONNECTED),))
@@ -281,7 +316,9 @@ class Lifecycle:
             assert message is not None
             step = self._give_up("failed", message)
             return Step(step.commands, events + step.events)
-        self._enter("failed", State(Phase.BACKOFF, retry_in=decision.delay))
+        self._enter(
+            "failed", State(Phase.BACKOFF, retry_in=decision.delay, attempted=True)
+        )
         limit = self.budget.backoff.max_retries
         logger.info(
             "reconnecting in %.3g s (retry %d of %s)",
@@ -307,8 +344,10 @@ class Lifecycle:
 
     def waited(self) -> Step:
         """The backoff wait is over (or was cut short): the next attempt."""
-        self._enter("waited", State(Phase.CONNECTING))
-        self.attempts += 1
+        if self.phase is Phase.STOPPING:  # disconnect() raced the wait's end
+            self._enter("waited", self.state)
+        else:
+            self._enter("waited", State(Phase.CONNECTING, attempted=True))
         return _NOTHING
 
     def finished(self) -> Step:
@@ -322,12 +361,12 @@ class Lifecycle:
             if state.phase is Phase.CLOSING
             else ConnectionEvent(ConnectionStatus.DISCONNECTED)
         )
+        events = (event,) if state.attempted else ()
         if state.restart:
             self._enter("finished", State(Phase.CONNECTING))
-            self.attempts += 1
-            return Step(events=(event,))
-        self._enter("finished", State(Phase.IDLE))
-        return Step(events=(event,))
+        else:
+            self._enter("finished", State(Phase.IDLE))
+        return Step(events=events)
 
     # --- the table -----------------------------------------------------------
 

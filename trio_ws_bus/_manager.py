@@ -52,7 +52,7 @@ from ._errors import ConnectionGaveUp
 from ._events import ConnectionEvent, ConnectionStatus
 from ._failures import ConnectionFailure, FailureKind
 from ._ledger import SubscriptionLedger
-from ._lifecycle import Command, Lifecycle, Phase, Step
+from ._lifecycle import Command, Lifecycle, Phase, Step, Wire
 from ._logs import get_logger
 from ._protocol import (
     Alert,
@@ -79,7 +79,7 @@ logger = get_logger("trio_ws_bus.manager")
 _wire_logger = get_logger("trio_ws_bus.wire")
 _wire_logger.setLevel(logging.INFO)
 
-_CLOSED_MESSAGE: Final = "the manager's context has exited"
+_CLOSED_MESSAGE: Final = "the manager's context has exited (or is exiting)"
 
 
 class WebSocketManager(metaclass=NoPublicConstructor):
@@ -108,7 +108,7 @@ class WebSocketManager(metaclass=NoPublicConstructor):
         self._ledger = SubscriptionLedger()
         self._redact = Redactor()
         self._counters = MessageCounters()
-        self._router = Router(bus.publish, self._counters, self._redact, logger)
+        self._router = Router(bus.publish, self._counters, self._redact)
         self._status = ConnectionStatus.DISCONNECTED
         self._watched: set[Subscription[Any]] = set()
         # Carried by the session loop while it runs; the commands act on them.
@@ -118,6 +118,7 @@ class WebSocketManager(metaclass=NoPublicConstructor):
         self._retry_now = trio.Event()
         self._changed = trio.Event()
         self._run_scope = trio.CancelScope()
+        self._exiting = False  # the context's exit has begun: connect() is refused
 
     # --- public API ---------------------------------------------------------
 
@@ -142,7 +143,7 @@ class WebSocketManager(metaclass=NoPublicConstructor):
         1000 "Client disconnect". Persisted subscriptions are kept for the
         next :meth:`connect`.
         """
-        self._perform(self._life.disconnect())
+        self._perform(self._life.disconnect(self._wire()))
 
     def subscribe(
         self, kind: SubscriptionKind, device_id: str | None = None
@@ -319,8 +320,15 @@ class WebSocketManager(metaclass=NoPublicConstructor):
             self._connection.request_flush()
 
     def _refuse_if_closed(self) -> None:
-        if self._life.phase is Phase.CLOSED:
+        if self._exiting or self._life.phase is Phase.CLOSED:
             raise trio.ClosedResourceError(_CLOSED_MESSAGE)
+
+    def _wire(self) -> Wire:
+        connection = self._connection
+        state = connection.session.state if connection is not None else None
+        if state is SessionState.OPEN:
+            return Wire.OPEN
+        return Wire.CLOSING if state is SessionState.CLOSING else Wire.NONE
 
     def _interrupt_if_gave_up(self, subscription: Subscription[Any]) -> None:
         reason = self._life.state.gave_up
@@ -342,12 +350,8 @@ class WebSocketManager(metaclass=NoPublicConstructor):
         if command is Command.RETRY_NOW:
             self._retry_now.set()
         elif command is Command.CLOSE_CONNECTION:
-            connection = self._connection
-            state = connection.session.state if connection is not None else None
-            if connection is not None and state is SessionState.OPEN:
-                connection.request_close()
-            elif state is not SessionState.CLOSING:
-                self._carry_out(Command.CANCEL_SESSION)
+            assert self._connection is not None  # the wire was open
+            self._connection.request_close()
         elif command is Command.CANCEL_SESSION:
             if self._session_scope is not None:
                 self._session_scope.cancel()
@@ -413,6 +417,7 @@ class WebSocketManager(metaclass=NoPublicConstructor):
     async def _attempt(self) -> ConnectionFailure | None:
         """Make one attempt; return how it ended, or None when there is no token."""
         settings = self._settings
+        self._perform(self._life.attempt_begins())
         # open_timeout bounds the whole attempt: token call and handshake.
         deadline = trio.current_time() + settings.open_timeout
         token = await fetch_token(settings, deadline)
@@ -479,6 +484,7 @@ class WebSocketManager(metaclass=NoPublicConstructor):
 
     async def _shutdown(self) -> None:
         """Disconnect and wait, bounded, for the session loop to go idle."""
+        self._exiting = True  # a handler's connect() must not start a session now
         self.disconnect()
         with trio.move_on_after(self._settings.close_timeout + 1.0):
             while self._session_scope is not None:

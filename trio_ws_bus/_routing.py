@@ -22,7 +22,7 @@ from collections.abc import Callable
 import attrs
 
 from ._errors import ProtocolError
-from ._logs import LogLimiter
+from ._logs import LogLimiter, get_logger
 from ._protocol import (
     AlertsMessage,
     ErrorMessage,
@@ -41,6 +41,8 @@ from ._topics import ALERTS_TOPIC, ERROR_TOPIC, INVALID_TOPIC, TELEMETRY_PREFIX
 __all__ = ["MessageCounters", "Router"]
 
 Publish = Callable[[str, object], int]
+
+_logger = get_logger("trio_ws_bus.routing")
 
 
 @attrs.define
@@ -64,7 +66,8 @@ class Router:
         counters: Where to count (kept by the manager across connections).
         scrub: Removes the live token from server-provided text.
         logger: Where rejected items and server errors are logged, a few per
-            connection (see :class:`LogLimiter`).
+            connection (see :class:`LogLimiter`); ``trio_ws_bus.routing`` by
+            default.
     """
 
     def __init__(
@@ -72,12 +75,13 @@ class Router:
         publish: Publish,
         counters: MessageCounters,
         scrub: Callable[[str], str],
-        logger: logging.Logger,
+        logger: logging.Logger | None = None,
     ) -> None:
         self._publish = publish
         self.counters = counters
         self._scrub = scrub
         self._decode = server_text_decoder.decode
+        logger = logger or _logger
         self._invalid_log = LogLimiter(logger, "ignored an invalid message")
         self._error_log = LogLimiter(logger, "server error")
 
