@@ -474,3 +474,20 @@ def test_the_transitional_loggers_get_the_filter_once() -> None:
     install_log_filter()
     install_log_filter()
     assert logger.filters.count(REDACTING_FILTER) == 1
+
+
+def test_the_options_repr_shows_no_secret() -> None:
+    """The token, a ?token= in the URL, header values and proxy credentials."""
+    from trio_ws_bus._settings import ManagerOptions
+
+    secret = f"canary-{uuid.uuid4().hex}"
+    options = ManagerOptions(
+        url=f"http://127.0.0.1:8080/ws?token={secret}",
+        token=secret,
+        additional_headers={"X-Api-Key": secret},
+        proxy=f"http://user:{secret}@127.0.0.1:3128",
+        trust_env=False,
+    )
+    for shown in (repr(options), repr(options.resolve())):
+        assert "127.0.0.1:8080" in shown
+        assert not [form for form in token_forms(secret) if form in shown]

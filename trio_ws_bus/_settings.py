@@ -25,7 +25,7 @@ from ._logs import get_logger
 from ._proxy import PROXY_FROM_ENV, ProxyFromEnv, ProxyURL, is_loopback, resolve_proxy
 from ._session import Compression, HandshakeOptions
 from ._transport import ProxyTransport, TcpTransport, Transport
-from ._url import WebSocketTarget, check_base_url, resolve_target
+from ._url import WebSocketTarget, check_base_url, redact_url, resolve_target
 from ._version import __version__
 
 __all__ = [
@@ -214,8 +214,10 @@ class ManagerOptions:
             waits as long as it takes, as websockets' own clients do.
     """
 
-    url: str = attrs.field(validator=_url)
-    token: TokenProvider = attrs.field(validator=_token)
+    # Secrets stay out of the repr (it shows up in tracebacks with locals):
+    # the token, a token in the URL, header values, proxy credentials.
+    url: str = attrs.field(validator=_url, repr=lambda url: repr(redact_url(url)))
+    token: TokenProvider = attrs.field(validator=_token, repr=False)
     path: str = DEFAULT_PATH
     ping_interval: float | None = attrs.field(default=20.0, validator=_seconds_or_none)
     ping_timeout: float = attrs.field(default=20.0, validator=_seconds)
@@ -227,7 +229,7 @@ class ManagerOptions:
     )
     transport: Transport | None = None
     additional_headers: HandshakeHeaders = attrs.field(
-        default=(), converter=_header_pairs, validator=_headers
+        default=(), converter=_header_pairs, validator=_headers, repr=False
     )
     user_agent: str | None = DEFAULT_USER_AGENT
     origin: str | None = None
@@ -240,7 +242,9 @@ class ManagerOptions:
     token_location: TokenLocation = attrs.field(
         default="query", validator=_one_of("query", "header")
     )
-    proxy: str | ProxyURL | ProxyFromEnv | None = PROXY_FROM_ENV
+    proxy: str | ProxyURL | ProxyFromEnv | None = attrs.field(
+        default=PROXY_FROM_ENV, repr=False
+    )
     trust_env: bool = True
     subscriber_wait: float = attrs.field(
         default=DEFAULT_SUBSCRIBER_WAIT, validator=_wait
@@ -311,8 +315,8 @@ class Settings(ManagerOptions):
             ``subprotocols`` and ``compression``.
     """
 
-    transport: Transport
-    handshake: HandshakeOptions
+    transport: Transport = attrs.field(repr=False)  # a proxy's credentials
+    handshake: HandshakeOptions = attrs.field(repr=False)  # header values
 
 
 _FIELDS: Final = attrs.fields(ManagerOptions)
