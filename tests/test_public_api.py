@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 import typing
 
 import trio_ws_bus
@@ -113,3 +115,17 @@ def test_otel_is_an_optional_submodule() -> None:
     """trio_ws_bus.otel exports the instrumentation; the package does not."""
     assert set(trio_ws_bus.otel.__all__) == {"Instrumentation", "instrument"}
     assert "otel" not in trio_ws_bus.__all__
+
+
+def test_the_package_imports_with_docstrings_stripped() -> None:
+    """``python -OO`` drops docstrings; importing must not depend on them."""
+    code = "import trio_ws_bus, trio_ws_bus.testing; print(trio_ws_bus.__version__)"
+    done = subprocess.run(
+        [sys.executable, "-OO", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == trio_ws_bus.__version__

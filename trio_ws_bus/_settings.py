@@ -372,7 +372,9 @@ def document_options(factory: _F) -> _F:
     Raises:
         TypeError: If an argument is documented twice or not at all.
     """
-    lines, own, end = _entries(factory.__doc__ or "", "Args")
+    if factory.__doc__ is None or ManagerOptions.__doc__ is None:
+        return factory  # docstrings stripped (python -OO): nothing to compose
+    lines, own, end = _entries(factory.__doc__, "Args")
     _, options, _ = _entries(ManagerOptions.__doc__ or "", "Attributes")
     names = list(inspect.signature(factory).parameters)
     twice = own.keys() & options.keys()
