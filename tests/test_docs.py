@@ -429,12 +429,18 @@ def test_readme_cli_commands_exist(command: str, words: list[str]) -> None:
 # --- design.rst is checked against the library ----------------------------------
 
 
-def test_design_page_quotes_the_manager_rules() -> None:
-    """Each rule of _manager.py's rules comment appears verbatim in design.rst."""
-    manager_module = importlib.import_module("trio_ws_bus._manager")
-    doc = manager_module.__doc__
+@pytest.mark.parametrize(
+    ("module", "heading"),
+    [
+        ("trio_ws_bus._manager", "Rules of the connection task"),
+        ("trio_ws_bus._lifecycle", "Rules (the browser client's"),
+    ],
+)
+def test_design_page_quotes_the_rules(module: str, heading: str) -> None:
+    """Every rule of the manager and of the lifecycle is in design.rst verbatim."""
+    doc = importlib.import_module(module).__doc__
     assert doc is not None
-    rules = doc.split("Rules of the connection task", 1)[1].split(":\n", 1)[1]
+    rules = doc.split(heading, 1)[1].split(":\n", 1)[1]
     bullets = [normalize(b) for b in re.split(r"^\* ", rules, flags=re.MULTILINE)]
     design = normalize((DOCS / "design.rst").read_text(encoding="utf-8"))
     assert len([b for b in bullets if b]) >= 3
