@@ -18,7 +18,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -1010,15 +1011,11 @@ async def test_serve_closes_clients_with_1001_on_sigterm(tmp_path: Path) -> None
 
     bus.on(CONNECTION_TOPIC, on_event)
     with trio.fail_after(30):
-        serve = await trio.lowlevel.open_process(
-            [*COMMAND, "serve", "--port", "0", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            assert serve.stdout is not None
-            assert serve.stderr is not None
-            reader = LineReader(serve.stdout)
+        async with cli_process("serve", "--port", "0", "--json") as (
+            serve,
+            reader,
+            errors,
+        ):
             ready = json.loads(await reader.readline() or "null")
             token = (await trio.Path(ready["token_file"]).read_text()).strip()
             async with open_websocket_manager(
@@ -1032,10 +1029,8 @@ async def test_serve_closes_clients_with_1001_on_sigterm(tmp_path: Path) -> None
                 serve.send_signal(signal.SIGTERM)
                 await closed.wait()
             rest = await reader.rest()
-            stderr = await LineReader(serve.stderr).rest()
+            stderr = await errors.rest()
             assert await serve.wait() == 143
-        finally:
-            serve.kill()
     assert losses[0] == (1001, "going away")
     assert stderr == []
     assert [json.loads(line)["connections"] for line in rest] == [1]
@@ -1141,6 +1136,25 @@ class LineReader:
         raise AssertionError("stream did not end")
 
 
+@asynccontextmanager
+async def cli_process(
+    *args: str,
+) -> AsyncIterator[tuple[trio.Process, LineReader, LineReader]]:
+    """``trio-ws-bus ARGS`` as a child process: its stdout and stderr by line.
+
+    The child is killed on the way out, whatever the test did.
+    """
+    process = await trio.lowlevel.open_process(
+        [*COMMAND, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        yield process, LineReader(process.stdout), LineReader(process.stderr)
+    finally:
+        process.kill()
+
+
 async def test_demo_json_subprocess_shows_alerts_telemetry_and_reconnect(
     dead_proxy_env: str,
 ) -> None:
@@ -1173,15 +1187,11 @@ async def test_demo_json_subprocess_shows_alerts_telemetry_and_reconnect(
 async def test_ctrl_c_stops_the_demo_cleanly_with_status_130() -> None:
     """SIGINT closes the connection with 1000, prints the summary, exits 130."""
     with trio.fail_after(60):
-        process = await trio.lowlevel.open_process(
-            [*COMMAND, "demo", "--duration", "30", "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            assert process.stdout is not None
-            assert process.stderr is not None
-            reader = LineReader(process.stdout)
+        async with cli_process("demo", "--duration", "30", "--json") as (
+            process,
+            reader,
+            errors,
+        ):
             for _ in range(100):
                 line = await reader.readline()
                 assert line is not None
@@ -1189,10 +1199,8 @@ async def test_ctrl_c_stops_the_demo_cleanly_with_status_130() -> None:
                     break
             process.send_signal(signal.SIGINT)
             rest = [json.loads(line) for line in await reader.rest()]
-            stderr = await LineReader(process.stderr).rest()
+            stderr = await errors.rest()
             assert await process.wait() == 130
-        finally:
-            process.kill()
     assert not any("Traceback" in line for line in stderr), stderr
     assert rest[-2]["kind"] == "connection"
     assert (rest[-2]["status"], rest[-2]["code"]) == ("disconnected", 1000)
