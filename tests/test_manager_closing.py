@@ -6,6 +6,8 @@ autojump: a consumer that would hang shows up as a ``TooSlowError``.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 import pytest
 import trio
 import trio.testing
@@ -63,13 +65,12 @@ async def test_a_receive_on_an_ended_subscription_raises_end_of_channel(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """After the context exits, ``receive()`` raises ``EndOfChannel``, not a hang."""
-    async with open_reference_server(listen=False) as server:
+    async with open_reference_server(listen=False) as server, AsyncExitStack() as stack:
         async with manager_on(server) as (manager, _):
-            holder = manager.alerts()
-            subscription = await holder.__aenter__()
+            # Entered inside the manager's context, left after it: outlives it.
+            subscription = await stack.enter_async_context(manager.alerts())
         with trio.fail_after(1), pytest.raises(trio.EndOfChannel):
             await subscription.receive()
-        await holder.__aexit__(None, None, None)
 
 
 @pytest.mark.parametrize("kind", ["alerts", "telemetry"])
